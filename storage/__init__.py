@@ -1,0 +1,1 @@
+"""Storage: the SQLAlchemy models, sessions and migrations that keep every message, ticket and registry row."""

@@ -1,0 +1,259 @@
+"""Turn the raw bytes of one email into the facts the workflows need, whatever state the bytes are in.
+
+Parsing never raises for bad input: a message that cannot be read comes back with ``unreadable`` set to
+the reason, so intake can keep it as an ``unreadable`` ticket for staff instead of dropping it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import email
+import email.policy
+import email.utils
+import hashlib
+import logging
+from dataclasses import dataclass, field
+from email.message import EmailMessage, Message
+
+import html2text
+from mailparser_reply import EmailReplyParser
+
+logger = logging.getLogger(__name__)
+
+# Headers the non-request rules and threading look at; everything else stays in the raw bytes.
+KEPT_HEADERS = (
+    "auto-submitted",
+    "x-autoreply",
+    "x-autorespond",
+    "x-auto-response-suppress",
+    "precedence",
+    "list-id",
+    "return-path",
+    "x-failed-recipients",
+    "x-loop",
+    "authentication-results",
+    "content-type",
+    "reply-to",
+)
+MAX_HEADER_CHARS = 2000  # per kept header; enormous headers are cut, never stored whole twice
+MAX_PARTS = 500  # hundreds of nested parts are read up to here, then the rest is left in the raw bytes
+WESTERN_CHARSETS = {"us-ascii", "ascii", "iso-8859-1", "latin-1", "latin1", "windows-1252", "cp1252", ""}
+
+_reply_parser = EmailReplyParser(languages=["en"])
+
+
+@dataclass
+class AttachmentInfo:
+    filename: str
+    content_type: str
+    size: int
+    sha256: str
+
+
+@dataclass
+class ParsedMail:
+    """What one email says. ``new_text`` is only what the sender wrote this time."""
+
+    raw_sha256: str
+    message_id: str = ""
+    in_reply_to: str = ""
+    references: list[str] = field(default_factory=list)
+    subject: str = ""
+    from_addr: str = ""
+    from_name: str = ""
+    to_addrs: list[str] = field(default_factory=list)
+    date: dt.datetime | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    full_text: str = ""
+    new_text: str = ""
+    signature: str = ""
+    quoted: str = ""
+    html_only: bool = False
+    attachments: list[AttachmentInfo] = field(default_factory=list)
+    unreadable: str = ""  # the reason, when the message could not be read
+    message: Message | None = field(default=None, repr=False)
+
+    @property
+    def dedupe_key(self) -> str:
+        """The Message-ID when there is one, else a hash of the exact bytes."""
+        return f"mid:{self.message_id}" if self.message_id else f"sha256:{self.raw_sha256}"
+
+
+def clean(text: str) -> str:
+    """Remove what no database column may hold (NUL) and stray surrogates from broken encodings."""
+    return text.replace("\x00", "").encode("utf-8", "replace").decode("utf-8")
+
+
+def normalize_message_id(value: str) -> str:
+    value = clean(value).strip().strip("<>").strip()
+    if len(value) > 900:  # an absurd Message-ID still dedupes, by a stable digest of it
+        value = "sha256-" + hashlib.sha256(value.encode()).hexdigest()
+    return value
+
+
+def parse_message(raw: bytes) -> ParsedMail:
+    """Read ``raw`` as an email. Never raises for bad input; see ``ParsedMail.unreadable``."""
+    parsed = ParsedMail(raw_sha256=hashlib.sha256(raw).hexdigest())
+    if not raw.strip():
+        parsed.unreadable = "empty message"
+        return parsed
+    try:
+        message = email.message_from_bytes(raw, policy=email.policy.default)
+    except Exception as exc:  # the stdlib parser is lenient; anything it raises is itself a finding
+        logger.exception("email parser failed")
+        parsed.unreadable = f"the email parser failed: {type(exc).__name__}: {exc}"
+        return parsed
+    parsed.message = message
+    _read_headers(message, parsed)
+    try:
+        _read_body(message, parsed)
+    except RecursionError:
+        parsed.unreadable = "the message nests its parts too deeply to read"
+    except Exception as exc:
+        logger.exception("reading the body failed")
+        parsed.unreadable = f"the body could not be read: {type(exc).__name__}: {exc}"
+    if not parsed.unreadable and not _looks_like_email(message, parsed):
+        parsed.unreadable = "no sender, no subject and no readable text: not an email"
+    return parsed
+
+
+def header(message: Message, name: str) -> str:
+    """One header as text. A header the strict policy cannot parse falls back to its raw form."""
+    try:
+        value = message.get(name)
+        text = "" if value is None else str(value)
+    except Exception:
+        text = next((str(v) for k, v in message.raw_items() if k.lower() == name.lower()), "")
+    return clean(text)[:MAX_HEADER_CHARS * 4]
+
+
+def _addresses(message: Message, name: str) -> list[tuple[str, str]]:
+    try:
+        values = [str(v) for v in message.get_all(name, [])]
+    except Exception:
+        values = [str(v) for k, v in message.raw_items() if k.lower() == name.lower()]
+    pairs = email.utils.getaddresses([clean(v) for v in values])
+    return [(n.strip(), a.strip().lower()) for n, a in pairs if "@" in a]
+
+
+def _read_headers(message: Message, parsed: ParsedMail) -> None:
+    parsed.message_id = normalize_message_id(header(message, "message-id"))
+    parsed.in_reply_to = normalize_message_id(header(message, "in-reply-to").split(">")[0])
+    parsed.references = [normalize_message_id(ref) for ref in header(message, "references").split() if ref.strip("<>")]
+    parsed.subject = " ".join(header(message, "subject").split())[:998]
+    senders = _addresses(message, "from")
+    if senders:
+        parsed.from_name, parsed.from_addr = senders[0]
+    parsed.to_addrs = [addr for _, addr in _addresses(message, "to") + _addresses(message, "cc")][:100]
+    parsed.date = _read_date(header(message, "date"))
+    parsed.headers = {
+        name: header(message, name)[:MAX_HEADER_CHARS] for name in KEPT_HEADERS if message.get(name) is not None
+    }
+
+
+def _read_date(value: str) -> dt.datetime | None:
+    if not value:
+        return None
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if when.tzinfo is None:  # RFC 5322 -0000: the zone is unknown, read it as UTC
+        when = when.replace(tzinfo=dt.timezone.utc)
+    return when
+
+
+def decode_part(part: Message) -> str:
+    """The text of one MIME part, surviving unknown, missing and lying charsets."""
+    payload = part.get_payload(decode=True)
+    if payload is None:
+        payload = str(part.get_payload() or "").encode("utf-8", "replace")
+    declared = (part.get_content_charset() or "").lower()
+    if declared in WESTERN_CHARSETS:
+        # Mail labelled ASCII or Latin-1 is very often really UTF-8; valid UTF-8 is rare by accident.
+        candidates = ["utf-8", declared or "us-ascii", "cp1252"]
+    else:
+        candidates = [declared, "utf-8", "cp1252"]
+    for charset in candidates:
+        try:
+            return clean(payload.decode(charset))
+        except (LookupError, UnicodeDecodeError):
+            continue
+    return clean(payload.decode("latin-1"))
+
+
+def html_to_text(html: str) -> str:
+    converter = html2text.HTML2Text()
+    converter.body_width = 0
+    converter.ignore_images = True
+    converter.ignore_emphasis = True
+    converter.ignore_links = False
+    converter.ignore_tables = False
+    return converter.handle(html).strip()
+
+
+def _is_attachment(part: Message) -> bool:
+    disposition = (part.get("content-disposition") or "").split(";")[0].strip().lower()
+    if disposition == "attachment":
+        return True
+    return bool(part.get_filename()) and part.get_content_maintype() != "text"
+
+
+def _read_body(message: Message, parsed: ParsedMail) -> None:
+    plain: list[str] = []
+    html: list[str] = []
+    for count, part in enumerate(message.walk()):
+        if count >= MAX_PARTS:
+            break
+        if part.is_multipart() or part.get_content_type() in ("message/rfc822", "message/delivery-status"):
+            continue
+        if _is_attachment(part):
+            parsed.attachments.append(_describe_attachment(part))
+        elif part.get_content_type() == "text/plain":
+            plain.append(decode_part(part))
+        elif part.get_content_type() == "text/html":
+            html.append(decode_part(part))
+    if plain:
+        parsed.full_text = "\n\n".join(plain)
+    elif html:
+        parsed.html_only = True
+        parsed.full_text = "\n\n".join(html_to_text(h) for h in html)
+    _split_reply(parsed)
+
+
+def _describe_attachment(part: Message) -> AttachmentInfo:
+    data = part.get_payload(decode=True) or b""
+    try:
+        filename = part.get_filename() or ""
+    except Exception:
+        filename = ""
+    return AttachmentInfo(
+        filename=clean(filename)[:500],
+        content_type=part.get_content_type(),
+        size=len(data),
+        sha256=hashlib.sha256(data).hexdigest(),
+    )
+
+
+def _split_reply(parsed: ParsedMail) -> None:
+    """Separate the new text from quoted history, forwarded headers and the signature."""
+    text = parsed.full_text
+    if not text.strip():
+        return
+    replies = _reply_parser.read(text).replies
+    latest = replies[0]
+    # Inline quotes with no attribution line stay in the first fragment; they are still not new text.
+    new_lines = [line for line in latest.body.splitlines() if not line.lstrip().startswith(">")]
+    parsed.new_text = "\n".join(new_lines).strip()
+    parsed.signature = latest.signatures
+    parsed.quoted = "\n\n".join(r.full_body for r in replies[1:] if r.full_body)
+    if not parsed.new_text and len(replies) > 1 and not latest.content:
+        # A forward with no note of its own: the forwarded text is what the host wants read.
+        parsed.new_text = replies[1].body
+
+
+def _looks_like_email(message: Message, parsed: ParsedMail) -> bool:
+    """Binary garbage parses as a body with no headers at all; a real email has at least one."""
+    if not message.keys():
+        return False
+    return bool(parsed.from_addr or parsed.subject or parsed.full_text.strip() or parsed.attachments)
