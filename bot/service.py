@@ -106,8 +106,9 @@ class Service:
         self._closers.append(deliverer.transport.close)
 
     async def run(self) -> None:
+        loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
-            self._loop.add_signal_handler(signum, self.stop.set)
+            loop.add_signal_handler(signum, self.stop.set)
         await self.start()
         logger.info("pdubot running: %s", ", ".join(sorted(p.value for p in self.parts)))
         await self.stop.wait()

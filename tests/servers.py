@@ -43,3 +43,31 @@ def wait_until(predicate: Callable[[], bool], timeout: float = 10, interval: flo
             return True
         time.sleep(interval)
     return predicate()
+
+
+class SinkHandler:
+    """An aiosmtpd handler that plays a relay: it keeps what it accepts, or answers a scripted code."""
+
+    def __init__(self) -> None:
+        self.received: list[tuple[str, list[str], bytes]] = []
+        self.script: list[str] = []  # replies to DATA, used up one by one before accepting normally
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        if self.script:
+            return self.script.pop(0)
+        self.received.append((envelope.mail_from, list(envelope.rcpt_tos), envelope.original_content))
+        return "250 OK"
+
+
+@contextmanager
+def smtp_sink(port: int | None = None) -> Iterator[tuple[SinkHandler, int]]:
+    """A local relay on a free port (or ``port``) for the outbox to deliver to."""
+    from aiosmtpd.controller import Controller
+
+    handler = SinkHandler()
+    controller = Controller(handler, hostname="127.0.0.1", port=port or free_port())
+    controller.start()
+    try:
+        yield handler, controller.port
+    finally:
+        controller.stop()

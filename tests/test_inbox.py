@@ -1,0 +1,183 @@
+"""The inbox pipeline: threading, deduplication, non-requests and acknowledgements."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session, sessionmaker
+
+from storage.enums import MessageClass, Source, TicketStatus
+from storage.mailstate import is_suppressed
+from storage.outbox import OutboxItem
+from storage.tickets import AuditEntry, Message, Ticket
+from tests.factories import MAILBOX, MailFactory
+from workflows.inbox import Receipt, receive
+from workflows.policy import MailboxPolicy
+
+POLICY = MailboxPolicy()
+
+
+def take(sessions: sessionmaker[Session], raw: bytes) -> Receipt:
+    return receive(sessions, raw, Source.FILE, POLICY)
+
+
+def count(sessions: sessionmaker[Session], model: type) -> int:
+    with sessions() as session:
+        return int(session.scalar(sa.select(sa.func.count()).select_from(model)))
+
+
+def the_ack(sessions: sessionmaker[Session]) -> Message:
+    with sessions() as session:
+        return session.scalars(sa.select(Message).where(Message.direction == "out")).one()
+
+
+def test_it_threads_a_reply_to_the_acknowledgement_into_the_same_ticket(sessions, mail: MailFactory):
+    first = take(sessions, mail.raw(subject="Remove our workshop"))
+    ack = the_ack(sessions)
+
+    reply = take(sessions, mail.raw(subject="Re: Remove our workshop", in_reply_to=f"<{ack.message_id}>",
+                                    body="It was the Oct 14 one."))
+
+    assert reply.ticket_number == first.ticket_number
+    assert not reply.new_ticket
+    assert count(sessions, Ticket) == 1
+    assert count(sessions, OutboxItem) == 1  # the follow-up is not acknowledged again
+
+
+def test_it_threads_by_references_when_in_reply_to_is_missing(sessions, mail: MailFactory):
+    first = take(sessions, mail.raw())
+    ack = the_ack(sessions)
+    reply = take(sessions, mail.raw(references=["<unrelated@x.org>", f"<{ack.message_id}>"]))
+    assert reply.ticket_number == first.ticket_number
+
+
+def test_it_threads_by_the_ticket_tag_in_the_subject(sessions, mail: MailFactory):
+    first = take(sessions, mail.raw(subject="Cancelled workshop"))
+    reply = take(sessions, mail.raw(subject=f"RE: [PDU-{first.ticket_number}] Re: Cancelled workshop",
+                                    sender="Other Person <other@gmail.com>"))
+    assert reply.ticket_number == first.ticket_number
+
+
+def test_it_sends_a_threaded_tagged_auto_replied_acknowledgement(sessions, mail: MailFactory):
+    receipt = take(sessions, mail.raw(subject="Cancelled workshop", message_id="<orig-1@gfps.k12.mt.us>"))
+    with sessions() as session:
+        body = session.scalars(sa.select(OutboxItem.body)).one()
+    ack = email.message_from_bytes(body, policy=email.policy.default)
+    assert ack["Subject"] == f"[PDU-{receipt.ticket_number}] Re: Cancelled workshop"
+    assert ack["In-Reply-To"] == "<orig-1@gfps.k12.mt.us>"
+    assert "<orig-1@gfps.k12.mt.us>" in ack["References"]
+    assert ack["Auto-Submitted"] == "auto-replied"
+    assert ack["Message-ID"].endswith("@mt.gov>")
+    assert ack["From"].addresses[0].addr_spec == MAILBOX
+    assert ack.get_body(("plain",)) is not None and ack.get_body(("html",)) is not None
+
+
+def test_it_does_not_answer_an_out_of_office_reply_to_the_acknowledgement(sessions, mail: MailFactory):
+    take(sessions, mail.raw())
+    ack = the_ack(sessions)
+    ooo = take(sessions, mail.raw(subject="Automatic reply: Cancelled workshop", in_reply_to=f"<{ack.message_id}>",
+                                  headers={"X-Auto-Response-Suppress": "All"}, body="I am out until Monday."))
+    assert ooo.classification == MessageClass.AUTO_REPLY
+    assert ooo.ticket_number is None
+    assert count(sessions, OutboxItem) == 1
+    assert count(sessions, Message) == 3  # kept for the record
+
+
+def test_it_recognises_every_kind_of_automatic_mail(sessions, mail: MailFactory):
+    automatic = [
+        {"headers": {"Auto-Submitted": "auto-replied"}},
+        {"headers": {"Precedence": "bulk"}},
+        {"headers": {"X-Autoreply": "yes"}},
+        {"subject": "Out of Office: back Monday"},
+    ]
+    for kwargs in automatic:
+        assert take(sessions, mail.raw(**kwargs)).classification == MessageClass.AUTO_REPLY, kwargs
+    assert count(sessions, Ticket) == 0
+    assert count(sessions, OutboxItem) == 0
+
+
+def test_it_takes_auto_submitted_no_as_a_person(sessions, mail: MailFactory):
+    receipt = take(sessions, mail.raw(headers={"Auto-Submitted": "no"}))
+    assert receipt.new_ticket
+
+
+def test_it_recognises_its_own_mail_coming_back(sessions, mail: MailFactory):
+    receipt = take(sessions, mail.raw(headers={"X-Loop": MAILBOX}))
+    assert receipt.classification == MessageClass.OWN
+    assert count(sessions, Ticket) == 0
+
+
+def bounce_for(address: str) -> bytes:
+    return (
+        "From: Mail Delivery System <MAILER-DAEMON@mail.mt.gov>\r\n"
+        "To: OPIPDUPS@mt.gov\r\n"
+        "Subject: Undelivered Mail Returned to Sender\r\n"
+        "Message-ID: <bounce-1@mail.mt.gov>\r\n"
+        "Auto-Submitted: auto-replied\r\n"
+        "MIME-Version: 1.0\r\n"
+        'Content-Type: multipart/report; report-type=delivery-status; boundary="B"\r\n'
+        "\r\n--B\r\nContent-Type: text/plain\r\n\r\nYour message could not be delivered.\r\n"
+        "--B\r\nContent-Type: message/delivery-status\r\n\r\n"
+        "Reporting-MTA: dns; mail.mt.gov\r\n\r\n"
+        f"Final-Recipient: rfc822; {address}\r\nAction: failed\r\nStatus: 5.1.1\r\n"
+        "\r\n--B--\r\n"
+    ).encode()
+
+
+def test_it_marks_a_bounced_address_undeliverable_without_a_ticket(sessions, mail: MailFactory):
+    receipt = take(sessions, bounce_for("Gone@School.k12.mt.us"))
+    assert receipt.classification == MessageClass.BOUNCE
+    assert count(sessions, Ticket) == 0
+    with sessions() as session:
+        assert is_suppressed(session, "gone@school.k12.mt.us")
+    take(sessions, mail.raw(sender="gone@school.k12.mt.us"))
+    assert count(sessions, OutboxItem) == 0  # never mail an undeliverable address
+
+
+def test_it_limits_acknowledgements_per_sender_per_hour(sessions, mail: MailFactory):
+    for n in range(6):
+        take(sessions, mail.raw(subject=f"Question {n}"))
+    assert count(sessions, Ticket) == 6
+    assert count(sessions, OutboxItem) == POLICY.ack_limit_per_hour
+
+
+def test_it_dedupes_a_message_without_message_id_by_its_content(sessions, mail: MailFactory):
+    message = mail.message()
+    del message["Message-ID"]
+    raw = message.as_bytes()
+    assert take(sessions, raw).new_ticket
+    assert take(sessions, raw).duplicate
+    assert count(sessions, Message) == 2  # the inbound one and its acknowledgement
+
+
+def test_it_reopens_an_answered_ticket_when_the_host_writes_again(sessions, mail: MailFactory):
+    first = take(sessions, mail.raw())
+    with sessions() as session:
+        ticket = session.get(Ticket, Ticket.id_for_number(first.ticket_number))
+        ticket.status = TicketStatus.ANSWERED
+        session.commit()
+    take(sessions, mail.raw(subject=f"Re: [PDU-{first.ticket_number}] still stuck"))
+    with sessions() as session:
+        ticket = session.get(Ticket, Ticket.id_for_number(first.ticket_number))
+        assert ticket.status == TicketStatus.OPEN
+        actions = list(session.scalars(sa.select(AuditEntry.action).where(AuditEntry.ticket_id == ticket.id)))
+    assert actions == ["created", "message", "status"]
+
+
+def test_it_keeps_attachments_with_their_hash_and_size(sessions, mail: MailFactory):
+    message = mail.message()
+    message.add_attachment(b"%PDF-1.4 roster", maintype="application", subtype="pdf", filename="roster.pdf")
+    receipt = take(sessions, message.as_bytes())
+    with sessions() as session:
+        stored = session.get(Message, receipt.message_pk)
+        (attachment,) = stored.attachments
+    assert (attachment.filename, attachment.size, attachment.content_type) == ("roster.pdf", 15, "application/pdf")
+    assert len(attachment.sha256) == 64
+
+
+def test_it_skips_acknowledgements_for_backfill(sessions, mail: MailFactory):
+    receipt = receive(sessions, mail.raw(), Source.FILE, POLICY, acknowledge_host=False)
+    assert receipt.new_ticket and not receipt.acknowledged
+    assert count(sessions, OutboxItem) == 0
