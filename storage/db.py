@@ -9,7 +9,9 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy.orm import Session, sessionmaker
 
-import storage.mailstate  # noqa: F401  (registers the models on the metadata)
+import storage.changes  # noqa: F401  (registers the models on the metadata)
+import storage.mailing  # noqa: F401
+import storage.mailstate  # noqa: F401
 import storage.outbox  # noqa: F401
 import storage.registry  # noqa: F401
 import storage.tickets  # noqa: F401

@@ -110,3 +110,10 @@ class HostKind(str, enum.Enum):
 class EventStatus(str, enum.Enum):
     SCHEDULED = "scheduled"
     CANCELLED = "cancelled"
+
+
+class SubscriberStatus(str, enum.Enum):
+    PENDING = "pending"  # asked to join, has not confirmed (double opt-in)
+    CONFIRMED = "confirmed"
+    UNSUBSCRIBED = "unsubscribed"
+    BOUNCED = "bounced"
