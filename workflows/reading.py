@@ -1,21 +1,31 @@
 """Read a request as staff would: which kind it is, which host and event it is about, and what is missing.
 
-The kind modules under ``workflows.kinds`` will each say how their kind is recognised; until they land,
-every request is read as ``other`` and matched to a host by its sender, so staff still see it.
+Only the new text is read for the request; quoted replies, forwarded headers and signatures are context.
+Each kind module declares its own cues and fields (``workflows.kinds``); this module runs them in order.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import re
 from dataclasses import dataclass, field
 from typing import Any
+from zoneinfo import ZoneInfo
 
-import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from storage.enums import TicketKind, TicketStatus
-from storage.registry import Host, User
+from storage.registry import Event, Host
+from workflows.dates import find_dates, join_ranges
+from workflows.kinds import all_specs, spec_for
+from workflows.kinds.base import QUESTIONS, Context, KindSpec
+from workflows.matching import events_by_id, host_events, match_event, match_host, registry_index
 from workflows.parsing import ParsedMail
+
+MOUNTAIN = ZoneInfo("America/Denver")
+CONFIDENCE_THRESHOLD = 0.3  # below this the kind becomes "other" and staff decide
+MINIMUM_SCORE = 2.0  # no kind with less evidence than this is believed at all
+_SUBJECT_NOISE = re.compile(r"^\s*(?:(?:re|fw|fwd|aw|sv)\s*:\s*|\[PDU-\d+\]\s*)+", re.IGNORECASE)
 
 
 @dataclass
@@ -29,10 +39,16 @@ class Reading:
     flags: list[str] = field(default_factory=list)
     understood: str = ""  # one plain sentence for the host's acknowledgement
     next_step: str = "OPI Professional Learning staff will review your request and reply to you by email."
+    sender_on_file: bool = False
 
     @property
     def status(self) -> TicketStatus:
         return TicketStatus.NEEDS_INFO if self.missing else TicketStatus.OPEN
+
+    @property
+    def questions(self) -> list[str]:
+        """The follow-up question for each missing piece, as the acknowledgement asks them."""
+        return [QUESTIONS.get(item, item) for item in self.missing]
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -46,16 +62,117 @@ class Reading:
         }
 
 
-def read(session: Session, parsed: ParsedMail, today: dt.date | None = None) -> Reading:
-    """Read one request. ``today`` defaults to the day of the message's Date header."""
-    return Reading(kind=TicketKind.OTHER, confidence=0.0, host_id=host_for_sender(session, parsed.from_addr))
+def clean_subject(subject: str) -> str:
+    return _SUBJECT_NOISE.sub("", subject).strip()
 
 
-def host_for_sender(session: Session, address: str) -> str | None:
-    """The host whose user or account contact writes from ``address``, when exactly one does."""
-    if not address:
-        return None
-    address = address.lower()
-    hosts = set(session.scalars(sa.select(User.host_id).where(sa.func.lower(User.email) == address)))
-    hosts |= set(session.scalars(sa.select(Host.host_id).where(sa.func.lower(Host.contact_email) == address)))
-    return hosts.pop() if len(hosts) == 1 else None
+def sent_on(parsed: ParsedMail, zone: ZoneInfo = MOUNTAIN) -> dt.date:
+    """The day the message was written, in Mountain Time: it decides whether an event has ended."""
+    when = parsed.date or dt.datetime.now(dt.timezone.utc)
+    return when.astimezone(zone).date()
+
+
+def read(session: Session, parsed: ParsedMail, kind: TicketKind | None = None) -> Reading:
+    """Read one request. ``kind`` is given when a follow-up fills in a ticket whose kind is already known."""
+    ctx = build_context(session, parsed)
+    spec, confidence = (spec_for(kind), 1.0) if kind else choose_kind(ctx)
+    attach_event(ctx, spec)
+    fields = spec.extract(ctx)
+    missing = spec.missing(ctx, fields)
+    return Reading(
+        kind=spec.kind,
+        confidence=confidence,
+        host_id=ctx.host.host_id if ctx.host else None,
+        event_id=ctx.event.event_id if ctx.event and spec.about_event else None,
+        fields=fields,
+        missing=missing,
+        flags=flags_for(ctx, spec),
+        understood=spec.describe(ctx, fields),
+        next_step=spec.next_step,
+        sender_on_file=ctx.host_match.sender_on_file,
+    )
+
+
+def build_context(session: Session, parsed: ParsedMail) -> Context:
+    index = registry_index(session)
+    subject = clean_subject(parsed.subject)
+    body = parsed.new_text
+    day = sent_on(parsed)
+    # The signature often names the organisation; it is read for the host, never for the request.
+    host_text = f"{subject}\n{body}\n{parsed.signature}"
+    ctx = Context(
+        session=session,
+        parsed=parsed,
+        subject=subject,
+        body=body,
+        context_text=parsed.quoted,
+        sent_on=day,
+        index=index,
+        host_match=match_host(index, parsed.from_addr, host_text),
+    )
+    ctx.mentions = join_ranges(find_dates(ctx.text, day), ctx.text)
+    _resolve_host(ctx)
+    return ctx
+
+
+def _resolve_host(ctx: Context) -> None:
+    """The matched host; an event id written in the text names its host when nothing else did."""
+    by_id = events_by_id(ctx.session, ctx.text)
+    host_id = ctx.host_match.host_id
+    if by_id:
+        own = [e for e in by_id if e.host_id == host_id]
+        if own or host_id is None or not ctx.host_match.sender_on_file:
+            ctx.event = (own or by_id)[0]
+            ctx.event_how = "id"
+            host_id = ctx.event.host_id
+    if host_id:
+        ctx.host = ctx.session.get(Host, host_id)
+        ctx.host_events = host_events(ctx.session, host_id)
+
+
+def choose_kind(ctx: Context) -> tuple[KindSpec, float]:
+    """The kind whose cues the new text matches best, with a confidence from the winning margin."""
+    scored = sorted(((spec.score(ctx.text), spec) for spec in all_specs()), key=lambda pair: -pair[0])
+    (best, spec), (second, _) = scored[0], scored[1]
+    confidence = confidence_from(best, second)
+    if best < MINIMUM_SCORE or confidence < CONFIDENCE_THRESHOLD:
+        return spec_for(TicketKind.OTHER), confidence
+    return spec, confidence
+
+
+def confidence_from(best: float, second: float) -> float:
+    """Strong evidence and a clear lead both raise confidence; each alone is not enough."""
+    strength = min(1.0, best / 6.0)
+    lead = min(1.0, (best - second) / 3.0)
+    return round(strength * (0.4 + 0.6 * lead), 3)
+
+
+def attach_event(ctx: Context, spec: KindSpec) -> None:
+    if not spec.about_event or ctx.event is not None or not ctx.host_events:
+        return
+    found = match_event(ctx.host_events, ctx.text, ctx.mentions, ctx.sent_on, spec.prefer_ended)
+    ctx.event, ctx.event_how = found.event, found.how
+
+
+def flags_for(ctx: Context, spec: KindSpec) -> list[str]:
+    flags: list[str] = []
+    if ctx.host is not None and not ctx.host_match.sender_on_file:
+        flags.append("sender_not_on_file")
+    if dmarc_failed(ctx.parsed):
+        flags.append("dmarc_fail")
+    if ctx.event is not None and ctx.host is not None and ctx.event.host_id != ctx.host.host_id:
+        flags.append("event_of_another_host")
+    if spec.kind == TicketKind.ELIGIBILITY_QUESTION:
+        from workflows.eligibility import hints_for
+
+        flags += [f"hint: {hint}" for hint in hints_for(f"{ctx.text}\n{ctx.context_text}")]
+    return flags
+
+
+def dmarc_failed(parsed: ParsedMail) -> bool:
+    """RFC 8601 Authentication-Results: the receiving server says the From domain failed DMARC."""
+    return bool(re.search(r"\bdmarc\s*=\s*fail\b", parsed.headers.get("authentication-results", ""), re.IGNORECASE))
+
+
+def event_for(session: Session, event_id: str | None) -> Event | None:
+    return session.get(Event, event_id) if event_id else None

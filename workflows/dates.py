@@ -1,0 +1,126 @@
+"""Find the dates a host writes ("Oct 14", "9/24/2026 - 9/25/2026", "January 8-9", "1 October 2025").
+
+A date written without a year gets the year that puts it nearest the day the message was sent, since hosts
+write about events that just happened or are coming up soon.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from dataclasses import dataclass
+
+from dateutil import parser as date_parser
+
+MONTH = (
+    r"(?:jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?|sept?(?:ember)?|"
+    r"oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)"
+)
+DAY = r"(?:[12]\d|3[01]|0?[1-9])(?:st|nd|rd|th)?"
+YEAR = r"(?:19|20)\d\d"
+_PATTERNS = (
+    # 2026-10-14
+    re.compile(rf"\b(?P<iso>{YEAR}-[01]\d-[0-3]\d)\b"),
+    # October 16-17, 2026 / Oct 9 - 10 / Sept. 24 and 25 / January 8-9, 2027
+    re.compile(
+        rf"\b(?P<month>{MONTH})\.?\s+(?P<day>{DAY})(?:\s*(?:-|–|to|and|&|through|thru)\s*(?P<day2>{DAY})\b(?!\s*/))?"
+        rf"(?:,?\s+(?P<year>{YEAR}))?\b",
+        re.IGNORECASE,
+    ),
+    # 1 October 2025 / 30 September 2026
+    re.compile(rf"\b(?P<day>{DAY})\s+(?P<month>{MONTH})\.?(?:,?\s+(?P<year>{YEAR}))?\b", re.IGNORECASE),
+    # 9/24/2026 or 9/24/26 or 9/24 (US order)
+    re.compile(r"\b(?P<m>1[0-2]|0?[1-9])/(?P<d>[12]\d|3[01]|0?[1-9])(?:/(?P<y>(?:20)?\d\d))?\b"),
+)
+
+
+@dataclass(frozen=True)
+class DateMention:
+    start: dt.date
+    end: dt.date
+    at: int  # character offset in the text, so callers can read the words around it
+    text: str
+
+
+def nearest_year(month: int, day: int, sent_on: dt.date) -> dt.date | None:
+    candidates = []
+    for year in (sent_on.year - 1, sent_on.year, sent_on.year + 1):
+        try:
+            candidates.append(dt.date(year, month, day))
+        except ValueError:
+            continue
+    return min(candidates, key=lambda d: abs((d - sent_on).days), default=None)
+
+
+def _on(month: int, day: int, year: int | None, sent_on: dt.date) -> dt.date | None:
+    if year is None:
+        return nearest_year(month, day, sent_on)
+    try:
+        return dt.date(year, month, day)
+    except ValueError:
+        return None
+
+
+def _day(value: str) -> int:
+    return int(re.sub(r"\D", "", value))
+
+
+def _month_number(name: str) -> int:
+    return date_parser.parse(f"{name[:3]} 1 2000").month
+
+
+def find_dates(text: str, sent_on: dt.date) -> list[DateMention]:
+    """Every date or date range in ``text``, in the order written, without overlaps."""
+    found: list[DateMention] = []
+    taken: list[range] = []
+    for pattern in _PATTERNS:
+        for match in pattern.finditer(text):
+            span = range(match.start(), match.end())
+            if any(span.start < t.stop and t.start < span.stop for t in taken):
+                continue
+            mention = _mention(match, sent_on)
+            if mention is not None:
+                found.append(mention)
+                taken.append(span)
+    return sorted(found, key=lambda m: m.at)
+
+
+def _mention(match: re.Match[str], sent_on: dt.date) -> DateMention | None:
+    groups = match.groupdict()
+    if groups.get("iso"):
+        day = dt.date.fromisoformat(groups["iso"])
+        return DateMention(day, day, match.start(), match.group(0))
+    if groups.get("month"):
+        month = _month_number(groups["month"])
+        year = int(groups["year"]) if groups.get("year") else None
+        start = _on(month, _day(groups["day"]), year, sent_on)
+        end = _on(month, _day(groups["day2"]), year or (start.year if start else None), sent_on) if groups.get(
+            "day2"
+        ) else start
+    else:
+        year_text = groups.get("y")
+        year = (2000 + int(year_text) if len(year_text) == 2 else int(year_text)) if year_text else None
+        start = end = _on(int(groups["m"]), int(groups["d"]), year, sent_on)
+    if start is None or end is None or end < start:
+        return None
+    return DateMention(start, end, match.start(), match.group(0))
+
+
+def join_ranges(mentions: list[DateMention], text: str) -> list[DateMention]:
+    """Join "9/24/2026 - 9/25/2026" and "1 October 2025 to 30 September 2026" into single ranges.
+
+    "from Oct 9 to Oct 30" is left as two dates: after "from", "to" names a new date, not a range.
+    """
+    joined: list[DateMention] = []
+    for mention in mentions:
+        if joined:
+            previous = joined[-1]
+            between = text[previous.at + len(previous.text) : mention.at]
+            single_days = previous.start == previous.end and mention.start == mention.end
+            after_from = re.search(r"\bfrom\s*$", text[max(0, previous.at - 6) : previous.at], re.IGNORECASE)
+            joins = re.fullmatch(r"\s*(-|–|to|through|thru|until)\s*", between, re.IGNORECASE)
+            if joins and single_days and not after_from and previous.end <= mention.start:
+                joined[-1] = DateMention(previous.start, mention.end, previous.at, text[previous.at : mention.at + len(mention.text)])
+                continue
+        joined.append(mention)
+    return joined

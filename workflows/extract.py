@@ -1,0 +1,120 @@
+"""Pull values out of a host's words: counts written as digits or words, phones, addresses, names, sentences."""
+
+from __future__ import annotations
+
+import re
+
+import phonenumbers
+from email_validator import EmailNotValidError, validate_email
+
+NUMBER_WORDS = {
+    "zero": 0, "none": 0, "no": 0, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7,
+    "eight": 8, "nine": 9, "ten": 10, "eleven": 11, "twelve": 12, "thirteen": 13, "fourteen": 14,
+    "fifteen": 15, "sixteen": 16, "seventeen": 17, "eighteen": 18, "nineteen": 19, "twenty": 20,
+    "thirty": 30, "forty": 40, "fourty": 40, "fifty": 50, "sixty": 60, "seventy": 70, "eighty": 80, "ninety": 90,
+    "dozen": 12, "a dozen": 12,
+}
+_TENS = ("twenty", "thirty", "forty", "fourty", "fifty", "sixty", "seventy", "eighty", "ninety")
+_UNITS = ("one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+NUMBER_WORD_PATTERN = (
+    rf"(?:(?:{'|'.join(_UNITS)})\s+hundred(?:\s+(?:and\s+)?)?)?"
+    rf"(?:(?:{'|'.join(_TENS)})(?:[\s-](?:{'|'.join(_UNITS)}))?|"
+    rf"{'|'.join(sorted((w for w in NUMBER_WORDS if ' ' not in w), key=len, reverse=True))})"
+)
+NUMBER = rf"(?:\d{{1,6}}|{NUMBER_WORD_PATTERN})"
+_EMAIL = re.compile(r"[\w.+'-]+@[\w-]+(?:\.[\w-]+)+", re.UNICODE)
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'“(])|\n\s*\n|\n(?=\s*[-*•]\s)")
+
+
+def number_value(text: str) -> int | None:
+    """23, "twelve", "forty-two", "one hundred and five" → int; anything else → None."""
+    text = text.strip().lower().replace(",", "")
+    if text.isdigit():
+        return int(text)
+    total, current = 0, 0
+    for word in re.split(r"[\s-]+", text):
+        if word in ("and", "a"):
+            continue
+        if word == "hundred":
+            current = max(current, 1) * 100
+        elif word in NUMBER_WORDS:
+            current += NUMBER_WORDS[word]
+        else:
+            return None
+    return total + current
+
+
+def sentences(text: str) -> list[str]:
+    return [s.strip() for s in _SENTENCE_END.split(text) if s and s.strip()]
+
+
+def emails_in(text: str) -> list[str]:
+    """Valid addresses in the order written, lower-cased, each once."""
+    found: list[str] = []
+    for match in _EMAIL.finditer(text):
+        candidate = match.group(0).strip(".'-").lower()
+        try:
+            normalized = validate_email(candidate, check_deliverability=False).normalized.lower()
+        except EmailNotValidError:
+            continue
+        if normalized not in found:
+            found.append(normalized)
+    return found
+
+
+def phones_in(text: str) -> list[str]:
+    """North American phone numbers in the text, as E.164, in the order written."""
+    found: list[str] = []
+    for match in phonenumbers.PhoneNumberMatcher(text, "US", leniency=phonenumbers.Leniency.VALID):
+        formatted = phonenumbers.format_number(match.number, phonenumbers.PhoneNumberFormat.E164)
+        if formatted not in found:
+            found.append(formatted)
+    return found
+
+
+def e164(phone: str) -> str:
+    """A phone as E.164 when it parses, else as written."""
+    try:
+        number = phonenumbers.parse(phone, "US")
+    except phonenumbers.NumberParseException:
+        return phone
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+# A person's name: two to four capitalised words (O'Connor, Van Dyke, Running Crane, Núñez).
+_NAME_WORD = r"[A-ZÀ-ÖØ-Þ][a-zà-öø-ÿ'’]+(?:-[A-ZÀ-ÖØ-Þ][a-zà-öø-ÿ'’]+)?|[A-ZÀ-ÖØ-Þ][a-zà-öø-ÿ]*[A-Z][a-zà-öø-ÿ]+"
+_PARTICLE = r"(?:van|von|de|da|del|der|la|le|st\.?|mac|mc)"
+PERSON_NAME = re.compile(rf"\b(?:{_NAME_WORD})(?:\s+(?:{_PARTICLE}\s+)?(?:{_NAME_WORD})){{1,3}}\b")
+NOT_NAME_WORDS = frozenset(
+    """Please Thanks Thank Hello Hi Dear Good Morning Afternoon Our The This That We Can Could Would Will Public
+    Schools School District County University College Montana Secure Portal Professional Development Event
+    Events User Users Account PDUPS RUPS OPI Name Email Phone Organization Center Association Council Museum
+    Consortium Institute Workshop Training Session Night Part Summit Conference Course Online Monday Tuesday
+    Wednesday Thursday Friday Saturday Sunday January February March April May June July August September
+    October November December Region Department Office Learning Literacy Science Mathematics Math Education
+    Director Coordinator Coach Specialist Superintendent President Manager Chair Assistant Program New
+    Street St Ave Avenue Road Rd Suite Drive Lane Valley Great Falls Big Sky Hi Line Indian Reading""".split()
+)
+
+
+def person_names(text: str) -> list[str]:
+    """Capitalised word runs that look like a person's name, in the order written."""
+    names: list[str] = []
+    for match in PERSON_NAME.finditer(text):
+        words = match.group(0).split()
+        while words and words[0] in NOT_NAME_WORDS:
+            words.pop(0)
+        while words and words[-1] in NOT_NAME_WORDS:
+            words.pop()
+        if len(words) >= 2 and not any(w in NOT_NAME_WORDS for w in words):
+            name = " ".join(words)
+            if name not in names:
+                names.append(name)
+    return names
+
+
+def labelled(text: str, *labels: str) -> str | None:
+    """The value after "Label:" at the start of a line ("Name: Jane Doe", "Email:| x@y.org")."""
+    pattern = rf"^\s*(?:{'|'.join(labels)})\s*[:|]+\s*\|?\s*(.+?)\s*$"
+    match = re.search(pattern, text, re.IGNORECASE | re.MULTILINE)
+    return match.group(1).strip(" |*") if match else None

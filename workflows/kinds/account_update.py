@@ -1,0 +1,166 @@
+"""account_update: change a host's account details: its name, phone or address, or its account contact.
+
+A new account manager sets all three contact fields. A user's own new email address is an account
+update too. Only the new text counts: a phone number in a signature is not a new phone number. The
+account contact on file confirms first when the sender is not on file for the host.
+"""
+
+from __future__ import annotations
+
+import re
+
+from sqlalchemy.orm import Session
+
+from storage.enums import TicketKind
+from storage.registry import Host
+from workflows.extract import emails_in, labelled, phones_in, sentences
+from workflows.kinds.base import Approval, Context, Cue, Fields, KindSpec, Outcome, cue
+from workflows.kinds.people import matching_user, person_in
+from workflows.matching import fold, forget_registry_index
+
+DETAIL = r"(?:phone|number|line|address|email|e-mail|contact|account manager|name|fax)"
+CUES: tuple[Cue, ...] = (
+    cue(rf"\b(?:new|change|changed|update|updated|different|correct)\b.{{0,40}}\b{DETAIL}\b", 2.0),
+    cue(r"\bmoved (?:our )?offices?\b|\bwe(?:'ve| have)? moved\b|\bnew (?:main|office|direct) (?:number|line|phone)\b|\bname change\b|\bchanged? (?:our|its) name\b|\bvoted to change\b", 2.5),
+    cue(r"\baccount (?:manager|contact)\b|\bcontact (?:person|on file)\b|\btake over as\b|\bhost (?:name|account|information)\b", 2.5),
+    cue(r"\bmy new (?:e-?mail|address|phone|number)\b|\bnew e-?mail address\b|\bis now\b", 1.5),
+)
+STREET = re.compile(
+    r"\b(?:\d{1,6}|P\.?\s?O\.? Box \d+)[^\n,]{2,60},(?:[^\n,]{1,40},)?\s*[A-Z][A-Za-z .]+,?\s+(?:MT|Montana)\.?\s*\d{5}(?:-\d{4})?"
+)
+
+
+def _is_contact(ctx: Context, address: str) -> bool:
+    return bool(ctx.host and ctx.host.contact_email.lower() == address.lower())
+
+
+def new_contact(ctx: Context) -> dict[str, str]:
+    if not re.search(r"\baccount (?:manager|contact)\b|\bcontact (?:person|on file|to)\b|\btake over as\b|\bnew contact\b", ctx.body, re.IGNORECASE):
+        return {}
+    person = person_in(ctx, ctx.body)
+    found = {"contact_name": person["name"], "contact_email": person["email"], "contact_phone": person["phone"]}
+    return {k: v for k, v in found.items() if v}
+
+
+def new_name(ctx: Context) -> str | None:
+    for sentence in sentences(ctx.body):
+        if not re.search(r"\bname\b|\bis now\b|\brenamed\b|\bnow called\b", sentence, re.IGNORECASE):
+            continue
+        quoted = re.findall(r"[\"“]([^\"”]{4,200})[\"”]", sentence)
+        if quoted:
+            return quoted[-1].strip(" .")
+        match = re.search(r"\b(?:is now(?: called)?|renamed(?: to)?|now called|new name is|change (?:our|the) name to)\s+(?:the\s+)?([A-Z][^.,;\n]{3,150})", sentence)
+        if match:
+            return match.group(1).strip(" .")
+    return None
+
+
+def new_phone(ctx: Context) -> tuple[str, str] | None:
+    """(field, phone): "my" line is the contact's phone when the contact writes, else the host's phone."""
+    for sentence in sentences(ctx.body):
+        if not re.search(r"\b(?:phone|number|line|cell)\b", sentence, re.IGNORECASE):
+            continue
+        if re.search(r"\b(?:hasn'?t|has not|stays?|same|unchanged|won'?t change|not changing)\b", sentence, re.IGNORECASE) and not re.search(r"\bnew\b", sentence, re.IGNORECASE):
+            continue
+        phones = phones_in(sentence)
+        if not phones:
+            continue
+        personal = re.search(r"\bmy (?:new )?(?:direct |cell |office )?(?:phone|number|line|cell)\b", sentence, re.IGNORECASE)
+        field = "contact_phone" if personal and _is_contact(ctx, ctx.sender) else "phone"
+        return field, phones[0]
+    return None
+
+
+def new_address(ctx: Context) -> str | None:
+    value = labelled(ctx.body, "new address", "address", "new mailing address", "mailing address")
+    if value:
+        return value.strip(" .")
+    for sentence in sentences(ctx.body):
+        if re.search(r"\baddress\b|\bmoved\b|\boffices?\b", sentence, re.IGNORECASE):
+            match = STREET.search(sentence)
+            if match:
+                return match.group(0).strip(" .")
+    return None
+
+
+def new_email(ctx: Context) -> tuple[str, str] | None:
+    for sentence in sentences(ctx.body):
+        if not re.search(r"\b(?:e-?mail|address)\b", sentence, re.IGNORECASE):
+            continue
+        if not re.search(r"\b(?:new|now|change|update|use|moved|switch)\w*\b", sentence, re.IGNORECASE):
+            continue
+        found = [e for e in emails_in(sentence) if not e.startswith(("opipdups@", "oipdups@", "opirups@"))]
+        if not found:
+            continue
+        old = next((e for e in found if re.search(rf"(?:old|from|instead of)\W+{re.escape(e)}", sentence, re.IGNORECASE)), None)
+        new = next((e for e in found if e != old), None)
+        if new is None:
+            continue
+        owner = old or ctx.sender
+        if re.search(r"\bfrom this\b", sentence, re.IGNORECASE):
+            owner = ctx.sender
+        return ("contact_email" if _is_contact(ctx, owner) or _is_contact(ctx, ctx.sender) else "email"), new
+    return None
+
+
+def extract(ctx: Context) -> Fields:
+    changes: dict[str, str] = dict(new_contact(ctx))
+    if not changes:
+        email = new_email(ctx)
+        if email:
+            changes[email[0]] = email[1]
+        phone = new_phone(ctx)
+        if phone:
+            changes[phone[0]] = phone[1]
+    name = new_name(ctx)
+    if name and (not ctx.host or fold(name) != fold(ctx.host.name)):
+        changes["name"] = name
+    address = new_address(ctx)
+    if address:
+        changes["address"] = address
+    return {"changes": changes}
+
+
+def missing(ctx: Context, fields: Fields) -> list[str]:
+    return ([] if ctx.host else ["host"]) + ([] if fields.get("changes") else ["changes"])
+
+
+def describe(ctx: Context, fields: Fields) -> str:
+    what = ", ".join(f"{k.replace('_', ' ')} → {v}" for k, v in (fields.get("changes") or {}).items())
+    host = ctx.host.name if ctx.host else "your organisation"
+    return f"an update to the account of {host}" + (f": {what}." if what else ".")
+
+
+HOST_FIELDS = ("name", "phone", "address", "contact_name", "contact_email", "contact_phone")
+
+
+def apply(session: Session, ticket: object, actor: str) -> Outcome:
+    host = session.get(Host, ticket.host_id)  # type: ignore[attr-defined]
+    changes = dict(ticket.fields.get("changes") or {})  # type: ignore[attr-defined]
+    user_email = changes.pop("email", None)
+    before = {k: getattr(host, k) for k in changes if k in HOST_FIELDS}
+    for key, value in changes.items():
+        if key in HOST_FIELDS:
+            setattr(host, key, value)
+    after = {k: getattr(host, k) for k in before}
+    if user_email:
+        user = matching_user(session, host.host_id, None, ticket.requester)  # type: ignore[attr-defined]
+        if user is None:
+            raise LookupError(f"no user of {host.name} writes from {ticket.requester}")  # type: ignore[attr-defined]
+        before[f"user {user.username} email"] = user.email
+        user.email = user_email
+        after[f"user {user.username} email"] = user_email
+    forget_registry_index()
+    summary = f"Updated the account of {host.name}: " + ", ".join(f"{k.replace('_', ' ')} is now {v}" for k, v in after.items())
+    return Outcome("host", host.host_id, "update", before, after, summary)
+
+
+SPEC = KindSpec(
+    kind=TicketKind.ACCOUNT_UPDATE,
+    cues=CUES,
+    extract=extract,
+    missing=missing,
+    describe=describe,
+    approval=Approval.STAFF_VERIFIED,
+    apply=apply,
+)

@@ -1,0 +1,118 @@
+"""What every kind of request declares, in one place: how it is recognised, its fields, what must be
+present, whether staff approve it, and what approval does."""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from storage.enums import TicketKind
+from storage.registry import Event, Host
+from workflows.dates import DateMention
+from workflows.matching import HostMatch, RegistryIndex
+from workflows.parsing import ParsedMail
+
+
+@dataclass(frozen=True)
+class Cue:
+    """A phrase that suggests a kind. Weights add up; the kind with the highest total wins."""
+
+    pattern: re.Pattern[str]
+    weight: float
+
+
+def cue(regex: str, weight: float) -> Cue:
+    return Cue(re.compile(regex, re.IGNORECASE), weight)
+
+
+class Approval(str, enum.Enum):
+    NONE = "none"  # handled at once (self-service answers, mailing list)
+    STAFF = "staff"  # staff approve or reject in Slack or with `pdubot tickets approve`
+    STAFF_VERIFIED = "staff_verified"  # the account contact confirms first when the sender is not on file
+
+
+@dataclass
+class Context:
+    """Everything a kind may look at while reading one message."""
+
+    session: Session
+    parsed: ParsedMail
+    subject: str  # without Re:, Fwd: or our [PDU-n] tag
+    body: str  # only what the sender wrote this time
+    context_text: str  # quoted and forwarded text: context, never a request
+    sent_on: dt.date  # the day of the Date header, in Mountain Time
+    index: RegistryIndex
+    host_match: HostMatch
+    host: Host | None = None
+    event: Event | None = None
+    event_how: str = ""
+    mentions: list[DateMention] = field(default_factory=list)
+    host_events: list[Event] = field(default_factory=list)
+
+    @property
+    def text(self) -> str:
+        return f"{self.subject}\n{self.body}"
+
+    @property
+    def sender(self) -> str:
+        return self.parsed.from_addr
+
+    @property
+    def sender_name(self) -> str:
+        return self.parsed.from_name
+
+
+Fields = dict[str, Any]
+
+
+def no_fields(ctx: Context) -> Fields:
+    return {}
+
+
+def nothing_missing(ctx: Context, fields: Fields) -> list[str]:
+    return []
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What approving a ticket changed: the registry row before and after, and a line for the host."""
+
+    entity: str
+    entity_id: str
+    action: str
+    before: dict[str, Any]
+    after: dict[str, Any]
+    summary: str
+
+
+@dataclass(frozen=True)
+class KindSpec:
+    kind: TicketKind
+    cues: tuple[Cue, ...]
+    describe: Callable[[Context, Fields], str]  # "what we understood", in one plain sentence for the host
+    extract: Callable[[Context], Fields] = no_fields
+    missing: Callable[[Context, Fields], list[str]] = nothing_missing
+    approval: Approval = Approval.STAFF
+    about_event: bool = False
+    prefer_ended: bool = False  # the event this kind is about has usually ended already
+    next_step: str = "OPI Professional Learning staff will review your request and email you when it is done."
+    apply: Callable[[Session, Any, str], Outcome] | None = None
+
+    def score(self, text: str) -> float:
+        return sum(c.weight for c in self.cues if c.pattern.search(text))
+
+
+# The follow-up question asked for each missing piece, in the host's words.
+QUESTIONS: dict[str, str] = {
+    "host": "the name of your organisation as it appears in PDUPS (your provider name)",
+    "event": "which event this is about: its title and date, or its event ID",
+    "count": "the number of certificates issued for the event",
+    "changes": "exactly what should change, and the new value",
+    "person": "the full name and email address of the person",
+}

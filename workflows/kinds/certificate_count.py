@@ -1,0 +1,105 @@
+"""certificate_count: how many certificates a host issued for an event it held.
+
+By the PDUPS manual, an event that took place but issued no certificates is not a cancellation: it is a
+count of 0, and is read that way even when the host asks to "delete" it.
+"""
+
+from __future__ import annotations
+
+import re
+
+from sqlalchemy.orm import Session
+
+from storage.enums import TicketKind
+from storage.registry import Event
+from workflows.extract import NUMBER, number_value
+from workflows.kinds.base import Context, Cue, Fields, KindSpec, Outcome, cue
+
+CERT = r"(?:certificates?|certs?|pdu certificates?)"
+PEOPLE = r"(?:educators?|teachers?|participants?|people|attendees|staff|folks|paras|paraprofessionals|members|students)"
+HELD = r"(?:did (?:happen|take place|go|run)|(?:we|it) (?:was |were )?(?:held|ran|hosted)|did hold|took place|happened)"
+NONE_ISSUED = (
+    rf"(?:no|not any|zero|none of the)\s+(?:\w+\s+){{0,3}}{CERT}|(?:did not|didn't|won't|will not|not to)\s+"
+    rf"(?:\w+\s+){{0,3}}(?:issue|give out|give|award|hand out|send)\s+(?:\w+\s+){{0,3}}{CERT}|nobody (?:got|received|earned)"
+)
+
+CUES: tuple[Cue, ...] = (
+    cue(rf"\b{NUMBER}\s+(?:\w+\s+){{0,3}}{CERT}\b", 3.0),
+    cue(rf"\b{CERT}\s+(?:were\s+|was\s+)?(?:issued|given|awarded|distributed|handed out|earned)", 2.5),
+    cue(rf"\b(?:issued|gave out|gave|awarded|handed out|distributed)\s+(?:\w+\s+){{0,4}}{CERT}", 2.5),
+    cue(rf"\b(?:received|earned|got|receive)\s+(?:their|a|the|an|our)?\s*(?:opi\s+)?(?:pdu\s+)?{CERT}", 2.5),
+    cue(rf"\b(?:{CERT}\s*(?:count|number|total)s?|number of {CERT}|{CERT} issued|counts?\b)", 2.0),
+    cue(rf"\b{NUMBER}\s+{PEOPLE}\b.{{0,60}}\b(?:completed|attended|received|earned|finished)", 1.5),
+    cue(rf"\b(?:completed|attended)\b.{{0,40}}\b{NUMBER}\s+{PEOPLE}", 1.0),
+    cue(rf"{HELD}.{{0,160}}(?:{NONE_ISSUED})|(?:{NONE_ISSUED}).{{0,160}}{HELD}", 5.0),
+    cue(r"\b(?:reporting|report)\b.{0,40}\b(?:numbers?|counts?|certificates?)\b", 1.5),
+    cue(r"^\s*\d{1,4}\s*$", 1.5),  # a reply to a reminder that is just a number
+)
+
+_COUNT_PATTERNS = (
+    re.compile(rf"(?:{NONE_ISSUED})", re.IGNORECASE),
+    re.compile(rf"\b(?P<n>{NUMBER})\s+(?:\w+\s+){{0,3}}{CERT}\b", re.IGNORECASE),
+    re.compile(rf"\b{CERT}\s*(?:issued|count|total|given)?\s*[:=-]\s*(?P<n>{NUMBER})\b", re.IGNORECASE),
+    re.compile(rf"\b(?:issued|gave out|awarded|handed out)\s*:?\s*(?P<n>{NUMBER})\b", re.IGNORECASE),
+    re.compile(rf"\b(?P<n>{NUMBER})\s+(?:\w+\s+){{0,2}}{PEOPLE}\b", re.IGNORECASE),
+    re.compile(r"^\s*(?P<n>\d{1,4})\s*$", re.MULTILINE),
+)
+
+
+def read_count(text: str) -> int | None:
+    """The number of certificates, written as digits or words; 0 when the host says none were issued."""
+    for pattern in _COUNT_PATTERNS:
+        for match in pattern.finditer(text):
+            raw = match.groupdict().get("n")
+            if raw is None:
+                return 0
+            value = number_value(raw)
+            if value is not None and not _looks_like_a_date_or_year(text, match.start("n"), value):
+                return value
+    return None
+
+
+def _looks_like_a_date_or_year(text: str, at: int, value: int) -> bool:
+    before = text[max(0, at - 12) : at].lower()
+    return value > 1900 or bool(re.search(r"(?:oct|nov|sept?|dec|jan|feb|mar|apr|may|jun|jul|aug)\w*\.?\s*$", before))
+
+
+def extract(ctx: Context) -> Fields:
+    count = read_count(ctx.body) if ctx.body.strip() else None
+    if count is None:
+        count = read_count(ctx.subject)
+    return {} if count is None else {"count": count}
+
+
+def missing(ctx: Context, fields: Fields) -> list[str]:
+    needed = [] if ctx.host else ["host"]
+    needed += [] if ctx.event else ["event"]
+    return needed + ([] if "count" in fields else ["count"])
+
+
+def describe(ctx: Context, fields: Fields) -> str:
+    event = f" for {ctx.event.title}" if ctx.event else ""
+    count = fields.get("count")
+    return f"a certificate count of {count}{event}." if count is not None else f"a certificate count{event}."
+
+
+def apply(session: Session, ticket: object, actor: str) -> Outcome:
+    event = session.get(Event, ticket.event_id)  # type: ignore[attr-defined]
+    before = {"certificates_issued": event.certificates_issued}
+    event.certificates_issued = int(ticket.fields["count"])  # type: ignore[attr-defined]
+    after = {"certificates_issued": event.certificates_issued}
+    summary = f"Recorded {event.certificates_issued} certificates issued for {event.title} ({event.event_id})."
+    return Outcome("event", event.event_id, "count", before, after, summary)
+
+
+SPEC = KindSpec(
+    kind=TicketKind.CERTIFICATE_COUNT,
+    cues=CUES,
+    extract=extract,
+    missing=missing,
+    describe=describe,
+    about_event=True,
+    prefer_ended=True,
+    apply=apply,
+    next_step="We will record the count in PDUPS. You do not need to do anything else.",
+)

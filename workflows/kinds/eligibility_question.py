@@ -1,0 +1,28 @@
+"""eligibility_question: "does this activity qualify for PDUs?". Staff judge it against ARM 10.55.714;
+the ticket carries hints from OPI's lists, and the service never answers by itself."""
+
+from __future__ import annotations
+
+from storage.enums import TicketKind
+from workflows.kinds.base import Context, Cue, Fields, KindSpec, cue
+
+UNITS = r"(?:pdus?|professional development units?|opi (?:pdu )?certificates?|certificates?|credit|renewal units?|units)"
+CUES: tuple[Cue, ...] = (
+    cue(r"\bqualif(?:y|ies|ied|ying)\b|\beligib(?:le|ility)\b|\bcount (?:for|toward|towards|as)\b|\bmeets? (?:the )?(?:requirements|standards|criteria)\b", 2.5),
+    cue(rf"\b(?:can|could|may|would|are|is)\s+(?:we|i|they|it|this|that|those|these|our \w+)\b.{{0,60}}\b(?:issue|give|offer|award|get|earn|receive|be (?:eligible|approved|allowed))\b.{{0,60}}\b{UNITS}", 3.0),
+    cue(r"\barm 10\.5[57]|\ballowed\b|\bappropriate\b|\bguidance\b|\bacceptable\b", 1.5),
+    cue(rf"\bdoes (?:a|an|this|that|it|our|the)\b.{{0,40}}\bcount\b|\b{UNITS} for (?:this|that|it|those|them|these)\b", 3.0),
+    cue(r"\?", 0.5),
+)
+
+
+def describe(ctx: Context, fields: Fields) -> str:
+    return "a question about whether an activity qualifies for PDUs."
+
+
+SPEC = KindSpec(
+    kind=TicketKind.ELIGIBILITY_QUESTION,
+    cues=CUES,
+    describe=describe,
+    next_step="OPI Professional Learning staff will review the activity against the state rule (ARM 10.55.714) and reply to you.",
+)

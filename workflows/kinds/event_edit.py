@@ -1,0 +1,312 @@
+"""event_edit: correct an event whose end date has passed.
+
+Hosts edit events that have not ended themselves in PDUPS (List Events → Edit), so such a request is
+answered with those steps instead of going to staff; staff can reopen it. Only values that differ from
+the registry count as changes, so a host restating the old value changes nothing.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from decimal import Decimal, InvalidOperation
+
+from rapidfuzz import fuzz
+from sqlalchemy.orm import Session
+
+from storage.enums import TicketKind
+from storage.registry import Event
+from workflows.dates import DateMention, find_dates, join_ranges
+from workflows.extract import person_names, sentences
+from workflows.kinds.base import Approval, Context, Cue, Fields, KindSpec, Outcome, cue
+from workflows.matching import fold
+
+ATTRIBUTES = r"(?:title|name of (?:the|our) (?:event|workshop|session|training)|instructor|presenter|facilitator|description|categor(?:y|ies)|start date|end date|dates?|hours?|hrs|location|venue|typo|misspell\w*|spelling|spelled)"
+CUES: tuple[Cue, ...] = (
+    cue(r"\b(?:change|fix|correct|correction|update|edit|revise|swap|amend|adjust|move|moved|replace)\b", 1.0),
+    cue(rf"\b{ATTRIBUTES}\b", 1.5),
+    cue(r"\bshould (?:be|read|say|have been)\b|\binstead of\b|\bentered (?:incorrectly|wrong)|\bis wrong\b|\bwrong\b|\btypo\b", 1.5),
+    cue(r"\b(?:won'?t|will not|can'?t|cannot|couldn'?t) let me edit|\bcan'?t edit\b|\bpast the end date\b|\balready (?:ended|happened|passed)\b|\bedit rights\b", 1.5),
+    cue(r"\b(?:ended up teaching|taught it|will teach|will lead|will present|be the instructor|actually ran|ran \d)", 1.5),
+)
+STANDARD_CATEGORIES = (
+    "Literacy", "Mathematics", "Science", "Social Studies", "Technology", "Special Education",
+    "Social Emotional Learning", "Indian Education for All", "Leadership", "Assessment", "Arts",
+    "Career and Technical Education", "English Learners", "Health Enhancement", "Early Childhood",
+    "World Languages", "Physical Education", "Gifted and Talented", "Counseling", "Library Media",
+)
+NEW_VALUE = r"(?:should (?:be|read|say)|change (?:it|this|that|them|the \w+)? ?to|update (?:it|this|that|the \w+)? ?to|to read|correct \w+ is|is actually|was actually|actually (?:ran|was|is)|now (?:takes|is|runs)|to)"
+_QUOTED = re.compile(r"[\"“”']([^\"“”\n]{3,300})[\"“”']")
+
+
+def _number(text: str) -> Decimal | None:
+    try:
+        return Decimal(text)
+    except InvalidOperation:
+        return None
+
+
+def relevant(ctx: Context, keywords: str) -> list[str]:
+    """The sentences of the new text that talk about one attribute, plus the sentence after each."""
+    parts = sentences(ctx.body)
+    chosen: list[str] = []
+    for n, sentence in enumerate(parts):
+        if re.search(keywords, sentence, re.IGNORECASE):
+            for s in parts[n : n + 2]:
+                if s not in chosen:
+                    chosen.append(s)
+    return chosen
+
+
+def new_hours(ctx: Context, event: Event) -> Decimal | None:
+    text = " ".join(relevant(ctx, r"\b(?:hours?|hrs?)\b"))
+    n = r"(\d{1,3}(?:\.\d{1,2})?)"
+    patterns = (
+        rf"(?:change|update|correct|fix|make)\s+(?:it|them|this|that|the hours?)?\s*to\s+{n}",
+        rf"(?:should be|is actually|was actually|actually (?:ran|was|is|took)|now takes|takes|it'?s|now)\s+(?:\w+\s+){{0,2}}?{n}\s*(?:hours?|hrs?)",
+        rf"{n}\s*(?:hours?|hrs?)\s+(?:instead of|not|rather than)\b",
+        rf"{n}\s*(?:hours?|hrs?)\s+total",
+        rf"\bto\s+{n}\s*(?:hours?|hrs?)?",
+        rf"{n}\s*(?:hours?|hrs?)",
+    )
+    for pattern in patterns:
+        for match in re.finditer(pattern, text, re.IGNORECASE):
+            value = _number(match.group(1))
+            if value is not None and value != event.hours:
+                return value
+    return None
+
+
+def new_dates(ctx: Context, event: Event) -> dict[str, dt.date]:
+    text = " ".join(relevant(ctx, r"\b(?:dates?|start|end|ran|run|moved?|reschedul\w*|extend\w*|open|should be|actually|two[- ]day|instead)\b"))
+    mentions = join_ranges(find_dates(text, ctx.sent_on), text)
+    changes: dict[str, dt.date] = {}
+    for label, key in (("start", "start_date"), ("end", "end_date")):
+        match = re.search(rf"\b{label}(?:ing)? date\b[^.]{{0,40}}?(?:be|to|is|:)\s*", text, re.IGNORECASE)
+        if match:
+            after = [m for m in mentions if m.at >= match.end() - 1]
+            if after:
+                changes[key] = after[0].start if key == "start_date" else after[0].end
+    if not changes:
+        chosen = _new_range(text, mentions, event)
+        if chosen is not None:
+            changes = _range_changes(text, chosen, event)
+    current = {"start_date": event.start_date, "end_date": event.end_date}
+    return {k: v for k, v in changes.items() if v != current[k]}
+
+
+def _new_range(text: str, mentions: list[DateMention], event: Event) -> DateMention | None:
+    """The date the host wants: after "should be"/"to"/"actually", or the one not already on the event."""
+    for mention in mentions:
+        before = text[max(0, mention.at - 40) : mention.at].lower()
+        if re.search(rf"{NEW_VALUE}\s*(?:\w+\s+){{0,5}}$", before) and not re.search(r"\bfrom\s*$", before):
+            return mention
+    for mention in reversed(mentions):
+        after = text[mention.at + len(mention.text) : mention.at + len(mention.text) + 20].lower()
+        if "instead" in after:
+            return mention
+    differing = [m for m in mentions if (m.start, m.end) != (event.start_date, event.end_date)]
+    return differing[-1] if len(differing) == 1 else None
+
+
+def _range_changes(text: str, mention: DateMention, event: Event) -> dict[str, dt.date]:
+    if mention.start != mention.end or event.start_date == event.end_date:
+        return {"start_date": mention.start, "end_date": mention.end}
+    around = text[max(0, mention.at - 40) : mention.at].lower()
+    if re.search(r"\b(?:start|begin)", around):
+        return {"start_date": mention.start}
+    return {"end_date": mention.end}
+
+
+def new_title(ctx: Context, event: Event) -> str | None:
+    lines = [line.strip() for line in ctx.body.splitlines()]
+    for n, line in enumerate(lines[:-1]):
+        if re.search(r"(?:should (?:read|be)|change (?:it|the title) to|read as|new title( is)?|to:)\s*:?\s*$", line, re.IGNORECASE):
+            following = next((l for l in lines[n + 1 :] if l), "")
+            if following and len(following) < 200:
+                return following.strip(" \"“”'")
+    text = " ".join(relevant(ctx, r"\b(?:title|name|typo|spell\w*|misspell\w*|should read|called|wording)\b"))
+    for match in re.finditer(rf"{NEW_VALUE}\s*:?\s*[\"“]([^\"”\n]{{3,200}})[\"”]", text, re.IGNORECASE):
+        return match.group(1).strip()
+    quoted = [q.strip() for q in _QUOTED.findall(text) if fuzz.ratio(fold(q), fold(event.title)) < 95]
+    quoted = [q for q in quoted if len(q.split()) > 1 and not _is_misspelling(q, event.title)]
+    return quoted[-1] if quoted and re.search(r"\btitle\b", text, re.IGNORECASE) else None
+
+
+def _is_misspelling(quoted: str, title: str) -> bool:
+    """A quoted fragment of the current (wrong) title is the old value, not the new one."""
+    return fuzz.partial_ratio(fold(quoted), fold(title)) >= 90 and len(quoted) < len(title)
+
+
+def new_instructor(ctx: Context, event: Event) -> str | None:
+    chosen = relevant(ctx, r"\b(?:instructor|presenter|facilitator|taught|teaching|teach|lead|led|present\w*|speaker|name)\b")
+    text = " ".join(chosen)
+    current = fold(event.instructor)
+    sender = fold(ctx.sender_name)
+    explicit = re.search(r"\bI(?:'ll| will|'m| am) be(?:ing)? the (?:instructor|presenter)\s*\(([^)]+)\)", text)
+    if explicit:
+        return explicit.group(1).strip()
+    names = [n for n in person_names(_capitalise_names(text)) if fuzz.ratio(fold(n), current) < 85]
+    names = [n for n in names if not _is_an_institution(n)]
+    for name in names:
+        at = text.find(name) if name in text else _capitalise_names(text).find(name)
+        before = _capitalise_names(text)[max(0, at - 30) : at].lower()
+        if re.search(r"(?:\bto|\bbe|\bis|\bwas|\bby|\()\s*$", before):
+            return name
+    if names and names[0] and fold(names[0]) != sender:
+        return names[0]
+    return names[0] if names else None
+
+
+def _capitalise_names(text: str) -> str:
+    """Hosts typing fast write "from laura beckstrom to Shannon": give lower-case name pairs capitals."""
+    def fix(match: re.Match[str]) -> str:
+        return " ".join(w.capitalize() for w in match.group(0).split())
+
+    return re.sub(r"(?<=\bfrom )[a-z]+ [a-z]+(?= to\b)", fix, text)
+
+
+def _is_an_institution(name: str) -> bool:
+    return bool(re.search(r"\b(?:Schools?|University|College|District|Center|Museum|Association)\b", name))
+
+
+def new_description(ctx: Context, event: Event) -> str | None:
+    text = " ".join(relevant(ctx, r"\bdescription\b"))
+    if not text:
+        return None
+    quoted = [q.strip() for q in re.findall(r"[\"“]([^\"”]{20,2000})[\"”]", ctx.body)]
+    quoted = [q for q in quoted if fuzz.ratio(fold(q), fold(event.description)) < 95]
+    if quoted:
+        return max(quoted, key=len)
+    match = re.search(r"description\s*(?:should (?:be|read)|to)\s*:?\s*(.{20,2000})", ctx.body, re.IGNORECASE | re.DOTALL)
+    return match.group(1).strip().strip("\"“”") if match else None
+
+
+def new_categories(ctx: Context, event: Event, vocabulary: list[str]) -> list[str] | None:
+    text = " ".join(relevant(ctx, r"\bcategor(?:y|ies)\b"))
+    if not text:
+        return None
+    folded = fold(text)
+    named = [c for c in vocabulary if re.search(rf"\b{re.escape(fold(c))}\b", folded)]
+    named = [c for c in named if not any(c != o and fold(c) in fold(o) and fold(o) in folded for o in named)]
+    if not named:
+        return None
+    current = list(event.categories or [])
+    if re.search(r"\b(?:remove|take off|drop|uncheck)\b", text, re.IGNORECASE) and not re.search(r"should be", text, re.IGNORECASE):
+        result = [c for c in current if c not in named]
+    elif re.search(r"\b(?:should be|to be|change (?:it|them|the categories) to|categories (?:are|to|:))", text, re.IGNORECASE):
+        result = named
+    elif all(c in current for c in named):
+        result = named
+    else:
+        result = current + [c for c in named if c not in current]
+    return result if sorted(result) != sorted(current) else None
+
+
+LOCATION = re.compile(r"\b([A-Z][a-z]+(?:\s[A-Z][a-z]+){0,2}),?\s+(MT|Montana)\b\.?,?\s*(\d{5})?")
+
+
+def new_location(ctx: Context, event: Event) -> str | None:
+    chosen = relevant(ctx, r"\b(?:location|venue|moved it|held (?:it )?(?:at|in)|online|virtual|zoom|in[- ]person|place)\b")
+    text = " ".join(chosen)
+    if not text:
+        return None
+    places = [m for m in LOCATION.finditer(text)]
+    for match in reversed(places):
+        city, zip_code = match.group(1), match.group(3) or ""
+        place = f"{city}, MT {zip_code}".strip()
+        if fold(place) != fold(event.location):
+            return place
+    if re.search(r"\b(?:was|is|be|moved?|switched|changed)\b.{0,30}\b(?:online|virtual|zoom)\b", text, re.IGNORECASE) and not event.online:
+        return "Online"
+    return None
+
+
+def extract(ctx: Context) -> Fields:
+    event = ctx.event
+    if event is None:
+        return {"changes": {}, "self_service": False}
+    vocabulary = sorted({c for e in ctx.host_events for c in (e.categories or [])} | set(STANDARD_CATEGORIES), key=len, reverse=True)
+    changes: dict[str, object] = {}
+    values = {
+        "title": new_title(ctx, event),
+        "instructor": new_instructor(ctx, event) if re.search(r"\b(?:instructor|presenter|facilitator|taught|teach|lead)", ctx.body, re.IGNORECASE) else None,
+        "description": new_description(ctx, event),
+        "categories": new_categories(ctx, event, vocabulary),
+        "location": new_location(ctx, event),
+    }
+    for key, value in values.items():
+        if value:
+            changes[key] = value
+    hours = new_hours(ctx, event)
+    if hours is not None:
+        changes["hours"] = float(hours) if hours % 1 else int(hours)
+    changes.update({k: v.isoformat() for k, v in new_dates(ctx, event).items()})
+    return {"changes": changes, "self_service": event.end_date >= ctx.sent_on}
+
+
+def missing(ctx: Context, fields: Fields) -> list[str]:
+    needed = [] if ctx.host else ["host"]
+    needed += [] if ctx.event else ["event"]
+    return needed + ([] if fields.get("changes") or not ctx.event else ["changes"])
+
+
+def describe(ctx: Context, fields: Fields) -> str:
+    what = ", ".join(f"{k.replace('_', ' ')} → {v}" for k, v in (fields.get("changes") or {}).items())
+    event = f"{ctx.event.title} ({ctx.event.event_id})" if ctx.event else "an event"
+    return f"a correction to {event}" + (f": {what}." if what else ".")
+
+
+def apply(session: Session, ticket: object, actor: str) -> Outcome:
+    event = session.get(Event, ticket.event_id)  # type: ignore[attr-defined]
+    changes = dict(ticket.fields.get("changes") or {})  # type: ignore[attr-defined]
+    before = {key: _current(event, key) for key in changes}
+    for key, value in changes.items():
+        _set(event, key, value)
+    after = {key: _current(event, key) for key in changes}
+    summary = f"Updated {event.title} ({event.event_id}): " + ", ".join(f"{k.replace('_', ' ')} is now {after[k]}" for k in changes)
+    return Outcome("event", event.event_id, "update", before, after, summary)
+
+
+def _current(event: Event, key: str) -> object:
+    value = event.location if key == "location" else getattr(event, key)
+    if isinstance(value, (dt.date, Decimal)):
+        return str(value)
+    return value
+
+
+def _set(event: Event, key: str, value: object) -> None:
+    if key in ("start_date", "end_date"):
+        setattr(event, key, dt.date.fromisoformat(str(value)))
+    elif key == "hours":
+        event.hours = Decimal(str(value))
+    elif key == "location":
+        _set_location(event, str(value))
+    elif key == "categories":
+        event.categories = list(value)  # type: ignore[arg-type]
+    else:
+        setattr(event, key, str(value))
+
+
+def _set_location(event: Event, value: str) -> None:
+    if fold(value) == "online":
+        event.online, event.city, event.state, event.zip = True, "", "", ""
+        return
+    match = re.match(r"^\s*(.+?),\s*([A-Za-z]{2})\s*(\d{5})?\s*$", value)
+    event.online = False
+    if match:
+        event.city, event.state, event.zip = match.group(1), match.group(2).upper(), match.group(3) or ""
+    else:
+        event.city = value
+
+
+SPEC = KindSpec(
+    kind=TicketKind.EVENT_EDIT,
+    cues=CUES,
+    extract=extract,
+    missing=missing,
+    describe=describe,
+    about_event=True,
+    approval=Approval.STAFF,
+    apply=apply,
+)

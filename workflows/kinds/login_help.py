@@ -1,0 +1,31 @@
+"""login_help: Secure Portal password resets and forgotten usernames, answered at once with the steps.
+
+The OPI\\ domain prefix is used only when resetting; afterwards the host signs in with the plain
+username, usually first initial + last name (PDUPS manual). The ticket stays closed unless the host
+writes again, which brings it to staff.
+"""
+
+from __future__ import annotations
+
+from storage.enums import TicketKind
+from workflows.kinds.base import Approval, Context, Cue, Fields, KindSpec, cue
+
+CUES: tuple[Cue, ...] = (
+    cue(r"\bpass ?words?\b|\bpw\b", 2.0),
+    cue(r"\blog ?(?:in|on)\b|\bsign(?:ing)? in\b|\blocked out\b|\bcan'?t (?:get|log|sign) (?:in|on)\b|\bunable to (?:log|sign|access)\b|\bget into (?:the )?(?:portal|pdups|rups|system)", 2.0),
+    cue(r"\bsecure portal\b|\bverification code\b|\breset\b|\bexpired\b|\bforgot\w*\b|\bremember my\b|\bdomain\b|\bOPI\\\\", 1.5),
+    cue(r"\b(?:what is|what's|forgot|remember)\b.{0,20}\busername\b", 2.0),
+)
+
+
+def describe(ctx: Context, fields: Fields) -> str:
+    return "trouble signing in to the Secure Portal."
+
+
+SPEC = KindSpec(
+    kind=TicketKind.LOGIN_HELP,
+    cues=CUES,
+    describe=describe,
+    approval=Approval.NONE,
+    next_step="The steps below reset your password. If they do not work, reply to this email and staff will help.",
+)

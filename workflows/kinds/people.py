@@ -1,0 +1,104 @@
+"""Shared reading of the person a user or mailing-list request is about (not a kind of its own)."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+import sqlalchemy as sa
+from rapidfuzz import fuzz
+from sqlalchemy.orm import Session
+
+from storage.registry import User
+from workflows.extract import emails_in, labelled, person_names, phones_in
+from workflows.kinds.base import Context
+from workflows.matching import fold
+
+
+def ascii_letters(text: str) -> str:
+    decomposed = unicodedata.normalize("NFKD", text)
+    return "".join(c for c in decomposed if c.isascii() and c.isalpha())
+
+
+def username_for(session: Session, full_name: str) -> str:
+    """First initial + last name (John Doe → JDoe), made unique with 2, 3... as PDUPS does."""
+    words = [w for w in re.split(r"\s+", full_name.strip()) if w]
+    if not words:
+        return ""
+    first, last = words[0], "".join(w[0].upper() + w[1:] for w in words[1:])
+    base = ascii_letters(first)[:1].upper() + ascii_letters(last)
+    taken = {u.lower() for u in session.scalars(sa.select(User.username).where(User.username.ilike(f"{base}%")))}
+    if base.lower() not in taken:
+        return base
+    suffix = 2
+    while f"{base}{suffix}".lower() in taken:
+        suffix += 1
+    return f"{base}{suffix}"
+
+
+def other_addresses(ctx: Context, text: str) -> list[str]:
+    mailbox_like = ("opipdups@", "oipdups@", "opirups@")
+    return [e for e in emails_in(text) if not e.startswith(mailbox_like)]
+
+
+def name_for_address(names: list[str], address: str) -> str | None:
+    """The written name that goes with an address (cnoble@ → Cody Noble), when one clearly does."""
+    local = re.sub(r"[^a-z]", "", address.split("@")[0].lower())
+    best, best_score = None, 0.0
+    for name in names:
+        parts = [ascii_letters(p).lower() for p in name.split()]
+        if not parts:
+            continue
+        last, first = parts[-1], parts[0]
+        score = 0.0
+        if last and last in local:
+            score = 80 + (10 if first[:1] and local.startswith(first[:1]) else 0)
+        elif first and first in local:
+            score = 60
+        if score > best_score:
+            best, best_score = name, score
+    return best
+
+
+def person_in(ctx: Context, text: str, exclude_sender: bool = True) -> dict[str, str | None]:
+    """Name, email and phone of the person a request is about, read from the new text only."""
+    name = labelled(text, "name", "full name", "user", "new user")
+    emails = other_addresses(ctx, text)
+    if exclude_sender:
+        emails = [e for e in emails if e != ctx.sender] or []
+    email = (labelled(text, "email", "e-mail", "email address") or "").lower() or None
+    email = emails_in(email)[0] if email and emails_in(email) else (emails[0] if emails else None)
+    names = [n for n in person_names(text) if not exclude_sender or fold(n) != fold(ctx.sender_name)]
+    if name is None and email:
+        name = name_for_address(names, email)
+    if name is None and names:
+        name = names[0]
+    phones = phones_in(text)
+    return {"name": name, "email": email, "phone": phones[0] if phones else None}
+
+
+def matching_user(session: Session, host_id: str | None, name: str | None, email: str | None) -> User | None:
+    """The host's user a removal names, by address first and then by a close name."""
+    query = sa.select(User).where(User.status == "active")
+    if host_id:
+        query = query.where(User.host_id == host_id)
+    users = list(session.scalars(query))
+    if email:
+        for user in users:
+            if user.email.lower() == email:
+                return user
+    if name:
+        scored = [(fuzz.token_sort_ratio(fold(u.full_name), fold(name)), u) for u in users]
+        scored = [s for s in scored if s[0] >= 85]
+        if scored:
+            return max(scored, key=lambda s: s[0])[1]
+    return None
+
+
+def users_named_in(session: Session, host_id: str | None, text: str) -> list[User]:
+    """The host's active users whose full name appears in the text (however it is capitalised)."""
+    if not host_id:
+        return []
+    folded = fold(text)
+    users = session.scalars(sa.select(User).where(User.host_id == host_id, User.status == "active"))
+    return [u for u in users if u.full_name and fold(u.full_name) in folded]

@@ -1,0 +1,48 @@
+"""subscribe: join the mailing list (PLP Insider, transition updates, Network Collaborative reminders).
+
+Joining needs double opt-in: the address must confirm before it receives anything, so nobody can
+sign up someone else.
+"""
+
+from __future__ import annotations
+
+from storage.enums import TicketKind
+from workflows.kinds.base import Approval, Context, Cue, Fields, KindSpec, cue
+from workflows.kinds.people import person_in
+from workflows.extract import labelled
+
+LISTS = r"(?:mailing list|e-?mail list|list|newsletter|plp insider|insider|transition updates?|updates|monthly (?:e-?mails?|mailing)|distribution list|listserv)"
+CUES: tuple[Cue, ...] = (
+    cue(rf"\b(?:add me|sign me up|sign up|subscribe|join|be added|include me|put me on|get (?:it|this|the \w+) directly|receive|get|start getting|be on)\b.{{0,80}}\b{LISTS}\b", 3.5),
+    cue(r"(?<!un)\bsubscrib(?:e|ed|ing)\b", 2.0),
+    cue(r"\bplp insider\b|\bmailing list\b|\btransition updates?\b", 1.0),
+)
+
+
+def read_person(ctx: Context) -> dict[str, str | None]:
+    person = person_in(ctx, ctx.body, exclude_sender=False)
+    organization = labelled(ctx.body, "organization", "organisation", "org", "district", "school", "company")
+    name = labelled(ctx.body, "name", "full name") or ctx.sender_name or person["name"]
+    email = person["email"] or ctx.sender
+    if ctx.host is not None:
+        organization = ctx.host.name
+    return {"name": name or None, "email": email, "organization": organization}
+
+
+def extract(ctx: Context) -> Fields:
+    return {"person": read_person(ctx)}
+
+
+def describe(ctx: Context, fields: Fields) -> str:
+    email = (fields.get("person") or {}).get("email")
+    return f"a request to add {email} to the PLP Insider and transition updates mailing list."
+
+
+SPEC = KindSpec(
+    kind=TicketKind.SUBSCRIBE,
+    cues=CUES,
+    extract=extract,
+    describe=describe,
+    approval=Approval.NONE,
+    next_step="Please confirm by replying to this email with the word YES. Nothing is sent to the list until you do.",
+)

@@ -1,0 +1,81 @@
+"""user_add: give a new person their own PDUPS login for a host (logins are never shared).
+
+The account contact confirms first when the sender is not on file for the host.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy.orm import Session
+
+from storage.enums import TicketKind
+from storage.registry import User
+from workflows.kinds.base import Approval, Context, Cue, Fields, KindSpec, Outcome, cue
+from workflows.kinds.people import person_in, username_for
+from workflows.matching import forget_registry_index
+
+ACCESS = r"(?:user(?:name)?|login|log-in|log in|account|access|credentials)"
+CUES: tuple[Cue, ...] = (
+    cue(rf"\b(?:add|set up|setup|set \w+ up|create|give|grant|get)\b.{{0,80}}\b(?:as (?:a|an) (?:new )?user|{ACCESS})\b", 3.0),
+    cue(r"\bnew user\b|\badditional user\b|\bown (?:pdups |rups )?(?:login|username|account)\b", 2.5),
+    cue(r"\b(?:will be|help(?:ing)?|to help|take over|taking over)\b.{0,40}\b(?:enter(?:ing)?|record(?:ing)?|manag(?:e|ing))\b.{0,30}\b(?:events?|certificates?|counts?)", 2.0),
+    cue(r"\bset (?:her|him|them) up\b|\bnew (?:staff member|hire|employee|coordinator|assistant)\b", 1.5),
+)
+
+
+def extract(ctx: Context) -> Fields:
+    asks_for_self = bool(_self_request(ctx))
+    person = person_in(ctx, ctx.body, exclude_sender=not asks_for_self)
+    if asks_for_self:
+        person["name"] = person["name"] or ctx.sender_name or None
+        person["email"] = person["email"] or ctx.sender
+    fields: Fields = {"person": person}
+    if person["name"]:
+        fields["username"] = username_for(ctx.session, person["name"])
+    return fields
+
+
+def _self_request(ctx: Context) -> bool:
+    import re
+
+    return bool(re.search(r"\b(?:could|can|may) i (?:please )?(?:get|have)\b|\bmy own\b|\bgive me\b|\badd me as\b", ctx.body, re.IGNORECASE))
+
+
+def missing(ctx: Context, fields: Fields) -> list[str]:
+    person = fields.get("person") or {}
+    return ([] if ctx.host else ["host"]) + ([] if person.get("name") and person.get("email") else ["person"])
+
+
+def describe(ctx: Context, fields: Fields) -> str:
+    person = fields.get("person") or {}
+    host = f" for {ctx.host.name}" if ctx.host else ""
+    return f"a new PDUPS user, {person.get('name') or 'someone'}{host}."
+
+
+def apply(session: Session, ticket: object, actor: str) -> Outcome:
+    fields = ticket.fields  # type: ignore[attr-defined]
+    person = fields["person"]
+    username = fields.get("username") or username_for(session, person["name"])
+    user = User(
+        username=username,
+        full_name=person["name"],
+        email=(person.get("email") or "").lower(),
+        phone=person.get("phone") or "",
+        host_id=ticket.host_id,  # type: ignore[attr-defined]
+        status="active",
+    )
+    session.add(user)
+    forget_registry_index()
+    after = {"username": username, "full_name": user.full_name, "email": user.email, "host_id": user.host_id}
+    return Outcome("user", username, "add", {}, after, f"Created the PDUPS user {username} for {user.full_name}.")
+
+
+SPEC = KindSpec(
+    kind=TicketKind.USER_ADD,
+    cues=CUES,
+    extract=extract,
+    missing=missing,
+    describe=describe,
+    approval=Approval.STAFF_VERIFIED,
+    apply=apply,
+    next_step="OPI Professional Learning staff will set up the login and email you the username.",
+)

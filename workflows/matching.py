@@ -1,0 +1,270 @@
+"""Match a message to a host and an event in the registry, the way staff would.
+
+Hosts are tried in the order staff use: the sender's address (a user or the account contact on file),
+then the organisation's mail domain, then the host named in the text. Hosts are asked to give their
+"provider name", and often write it as an abbreviation (GFPS, MCTM), so abbreviations are derived from
+every host's name and mail domain. Fuzzy matching only scores hosts that share a distinctive word or an
+abbreviation with the text, which keeps it fast with thousands of hosts.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import threading
+import time
+import unicodedata
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+import sqlalchemy as sa
+from rapidfuzz import fuzz
+from sqlalchemy.orm import Session
+
+from storage.enums import EventStatus
+from storage.registry import Event, Host, User
+from workflows.dates import DateMention
+
+# Mail providers anyone can use: their domain says nothing about the organisation.
+PUBLIC_DOMAINS = frozenset(
+    """gmail.com googlemail.com yahoo.com ymail.com hotmail.com outlook.com live.com msn.com icloud.com me.com
+    mac.com aol.com comcast.net protonmail.com proton.me gmx.com mail.com charter.net bresnan.net
+    blackfoot.net mt.net montana.com q.com centurylink.net""".split()
+)
+# Words too common in host names to tell hosts apart on their own.
+GENERIC_WORDS = frozenset(
+    """the of and for a an in at on to public schools school district districts county university college
+    community montana mt association council center centre society education educational inc llc
+    no department dept office professional development system state""".split()
+)
+ACRONYM_SKIP = frozenset({"of", "the", "and", "for", "&", "a", "an", "in", "at", "no"})
+HOST_NAME_THRESHOLD = 88
+CACHE_SECONDS = 60.0
+
+_WORD = re.compile(r"[a-z0-9]+")
+_CAPS = re.compile(r"\b[A-Z][A-Za-z0-9]{1,7}\b")
+
+
+def fold(text: str) -> str:
+    """Lower-case, accents removed, punctuation to spaces: the form every comparison uses."""
+    decomposed = unicodedata.normalize("NFKD", text)
+    ascii_text = "".join(c for c in decomposed if not unicodedata.combining(c)).lower()
+    return " ".join(_WORD.findall(ascii_text))
+
+
+def acronym(name: str) -> str:
+    words = [w for w in re.split(r"[\s\-/]+", name) if w and w.lower() not in ACRONYM_SKIP]
+    return "".join(w[0] for w in words if w[0].isalpha()).lower()
+
+
+def _acronyms_for(host: Host) -> set[str]:
+    """GFPS for Great Falls Public Schools; CSPD and Region IV CSPD for the Region IV CSPD; the domain's stem."""
+    found = {acronym(host.name)}
+    roman = re.match(r"^(region [ivx]+|district \d+)\s+(.*)$", host.name, re.IGNORECASE)
+    if roman:
+        found.add(f"{fold(roman.group(1))} {acronym(roman.group(2))}")
+    for part in re.findall(r"\(([A-Za-z]{2,8})\)", host.name):
+        found.add(part.lower())
+    stem = host.domain.split(".")[0] if host.domain and host.domain not in PUBLIC_DOMAINS else ""
+    if 2 <= len(stem) <= 8:
+        found.add(stem)
+    return {a for a in found if len(a) >= 2}
+
+
+@dataclass
+class RegistryIndex:
+    """What matching needs from the hosts and users tables, held in memory."""
+
+    names: dict[str, str] = field(default_factory=dict)  # host_id -> folded name
+    display: dict[str, str] = field(default_factory=dict)  # host_id -> name as written
+    active: dict[str, bool] = field(default_factory=dict)
+    by_address: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
+    by_domain: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
+    by_acronym: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
+    by_word: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
+    contacts: dict[str, str] = field(default_factory=dict)  # host_id -> contact address
+
+    @classmethod
+    def build(cls, session: Session) -> RegistryIndex:
+        index = cls()
+        for host in session.scalars(sa.select(Host)):
+            index.add_host(host)
+        for email, host_id in session.execute(sa.select(User.email, User.host_id).where(User.status == "active")):
+            index.add_address(email, host_id)
+        return index
+
+    def add_host(self, host: Host) -> None:
+        folded = fold(host.name)
+        self.names[host.host_id] = folded
+        self.display[host.host_id] = host.name
+        self.active[host.host_id] = host.status != "inactive"
+        self.contacts[host.host_id] = host.contact_email.lower()
+        self.add_address(host.contact_email, host.host_id)
+        for word in set(folded.split()) - GENERIC_WORDS:
+            if len(word) > 2 or word.isdigit():
+                self.by_word[word].add(host.host_id)
+        for short in _acronyms_for(host):
+            self.by_acronym[short].add(host.host_id)
+
+    def add_address(self, email: str, host_id: str) -> None:
+        email = (email or "").strip().lower()
+        if "@" not in email:
+            return
+        self.by_address[email].add(host_id)
+        domain = email.rpartition("@")[2]
+        if domain not in PUBLIC_DOMAINS:
+            self.by_domain[domain].add(host_id)
+
+    def hosts_for_address(self, address: str) -> set[str]:
+        return set(self.by_address.get(address.lower(), ()))
+
+    def hosts_for_domain(self, address: str) -> set[str]:
+        domain = address.lower().rpartition("@")[2]
+        if not domain or domain in PUBLIC_DOMAINS:
+            return set()
+        hosts = set(self.by_domain.get(domain, ()))
+        # A sub-domain (math.montana.edu) belongs to the organisation of its parent domain.
+        while not hosts and domain.count(".") > 1:
+            domain = domain.split(".", 1)[1]
+            hosts = set(self.by_domain.get(domain, ()))
+        return hosts
+
+    def hosts_named_in(self, text: str) -> list[tuple[str, float]]:
+        """Hosts the text names, best first, each with a score from 0 to 100."""
+        folded = fold(text)
+        words = set(folded.split())
+        scores: dict[str, float] = {}
+        for short in self._acronyms_in(text, folded):
+            for host_id in self.by_acronym.get(short, ()):
+                scores[host_id] = max(scores.get(host_id, 0), 92 + min(len(short), 8) / 2)
+        candidates = set().union(*(self.by_word.get(w, set()) for w in words)) if words else set()
+        for host_id in candidates:
+            score = fuzz.partial_ratio(self.names[host_id], folded)
+            if score >= HOST_NAME_THRESHOLD:
+                # A longer name matched as well is the more specific host ("Montana State University Billings").
+                score += min(len(self.names[host_id]), 60) / 20
+                scores[host_id] = max(scores.get(host_id, 0), score)
+        return sorted(scores.items(), key=lambda item: -item[1])
+
+    def _acronyms_in(self, text: str, folded: str) -> set[str]:
+        found = {m.group(0).lower() for m in _CAPS.finditer(text) if sum(c.isupper() for c in m.group(0)) >= 2}
+        for match in re.finditer(r"\b(region [ivx]+|district \d+) ([a-z]{2,6})\b", folded):
+            found.add(f"{match.group(1)} {match.group(2)}")
+        return {f for f in found if f in self.by_acronym}
+
+
+_cache_lock = threading.Lock()
+_cache: dict[str, tuple[float, RegistryIndex]] = {}
+
+
+def registry_index(session: Session) -> RegistryIndex:
+    """The index for this database, rebuilt at most once a minute or after ``forget_registry_index``."""
+    key = str(session.get_bind().url)
+    now = time.monotonic()
+    with _cache_lock:
+        cached = _cache.get(key)
+        if cached and now - cached[0] < CACHE_SECONDS:
+            return cached[1]
+    index = RegistryIndex.build(session)
+    with _cache_lock:
+        _cache[key] = (now, index)
+    return index
+
+
+def forget_registry_index() -> None:
+    """Drop cached indexes: called after imports and approvals change hosts or users."""
+    with _cache_lock:
+        _cache.clear()
+
+
+@dataclass(frozen=True)
+class HostMatch:
+    host_id: str | None
+    how: str  # "sender", "domain", "text", "event", or "" when unmatched
+    sender_on_file: bool  # the sender is a user or the account contact of the matched host
+
+
+def match_host(index: RegistryIndex, sender: str, text: str) -> HostMatch:
+    """The host a message is about, trying the sender, the domain and then the text."""
+    on_file = index.hosts_for_address(sender)
+    named = index.hosts_named_in(text)
+    if len(on_file) == 1:
+        return HostMatch(next(iter(on_file)), "sender", True)
+    if len(on_file) > 1:  # a person on file for several hosts: the text says which
+        for host_id, _ in named:
+            if host_id in on_file:
+                return HostMatch(host_id, "sender", True)
+    by_domain = index.hosts_for_domain(sender)
+    if named and named[0][0] in by_domain:
+        return HostMatch(named[0][0], "domain", False)
+    if len(by_domain) == 1:
+        return HostMatch(next(iter(by_domain)), "domain", False)
+    if named:
+        return HostMatch(named[0][0], "text", False)
+    return HostMatch(None, "", False)
+
+
+_EVENT_ID = re.compile(r"\b[A-Za-z]{0,4}-?\d{3,9}\b")
+
+
+def events_by_id(session: Session, text: str) -> list[Event]:
+    """Events whose id appears in the text (ids are looked up exactly, so a phone number never matches)."""
+    tokens = list(dict.fromkeys(m.group(0) for m in _EVENT_ID.finditer(text)))[:40]
+    if not tokens:
+        return []
+    found = session.scalars(sa.select(Event).where(Event.event_id.in_(tokens + [t.upper() for t in tokens])))
+    order = {t.upper(): n for n, t in enumerate(tokens)}
+    return sorted(found, key=lambda e: order.get(e.event_id.upper(), 99))
+
+
+def host_events(session: Session, host_id: str) -> list[Event]:
+    return list(session.scalars(sa.select(Event).where(Event.host_id == host_id)))
+
+
+@dataclass(frozen=True)
+class EventMatch:
+    event: Event | None
+    score: float
+    how: str
+
+
+def match_event(
+    events: list[Event], text: str, mentions: list[DateMention], sent_on: dt.date, prefer_ended: bool
+) -> EventMatch:
+    """The host's event the text is about: by title (fuzzy or partial) and by the dates it mentions."""
+    folded = fold(text)
+    best: EventMatch = EventMatch(None, 0.0, "")
+    for event in events:
+        title_score = _title_score(fold(event.title), folded)
+        date_score = _date_score(event, mentions)
+        score = title_score + date_score
+        if prefer_ended and event.end_date <= sent_on:
+            score += 4
+        if event.status == EventStatus.CANCELLED:
+            score -= 10
+        if score > best.score:
+            how = "title" if title_score >= date_score else "date"
+            best = EventMatch(event, score, how)
+    if best.score < 60:
+        return EventMatch(None, best.score, "")
+    return best
+
+
+def _title_score(title: str, folded_text: str) -> float:
+    if not title:
+        return 0.0
+    partial = fuzz.partial_ratio(title, folded_text)
+    if partial < 70:
+        # A partial title ("Math Night Part 2" for "Family Math Night Part 2"): the words must be there.
+        partial = fuzz.partial_token_set_ratio(title, folded_text) * 0.8 if len(title.split()) > 2 else 0
+    return partial if partial >= 70 else 0.0
+
+
+def _date_score(event: Event, mentions: list[DateMention]) -> float:
+    best = 0.0
+    for mention in mentions:
+        if mention.start <= event.end_date and mention.end >= event.start_date:
+            best = max(best, 40.0)
+        elif abs((mention.start - event.start_date).days) <= 1:
+            best = max(best, 15.0)
+    return best
