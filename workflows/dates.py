@@ -31,7 +31,12 @@ _PATTERNS = (
     re.compile(rf"\b(?P<day>{DAY})\s+(?P<month>{MONTH})\.?(?:,?\s+(?P<year>{YEAR}))?\b", re.IGNORECASE),
     # 9/24/2026 or 9/24/26 or 9/24 (US order)
     re.compile(r"\b(?P<m>1[0-2]|0?[1-9])/(?P<d>[12]\d|3[01]|0?[1-9])(?:/(?P<y>(?:20)?\d\d))?\b"),
+    # "on the 14th", "Saturday the 24th": a day of the month nearest the day the message was sent
+    re.compile(r"\b(?:on|the)\s+(?P<ordinal>[12]\d|3[01]|[1-9])(?:st|nd|rd|th)\b", re.IGNORECASE),
+    # yesterday, today, tomorrow
+    re.compile(r"\b(?P<relative>yesterday|today|tonight|tomorrow)\b", re.IGNORECASE),
 )
+RELATIVE_DAYS = {"yesterday": -1, "today": 0, "tonight": 0, "tomorrow": 1}
 
 
 @dataclass(frozen=True)
@@ -45,6 +50,19 @@ class DateMention:
 def nearest_year(month: int, day: int, sent_on: dt.date) -> dt.date | None:
     candidates = []
     for year in (sent_on.year - 1, sent_on.year, sent_on.year + 1):
+        try:
+            candidates.append(dt.date(year, month, day))
+        except ValueError:
+            continue
+    return min(candidates, key=lambda d: abs((d - sent_on).days), default=None)
+
+
+def nearest_day_of_month(day: int, sent_on: dt.date) -> dt.date | None:
+    """"The 14th" is this month's or a neighbouring month's 14th, whichever is nearest the sending day."""
+    candidates = []
+    for shift in (-1, 0, 1):
+        month_index = sent_on.month - 1 + shift
+        year, month = sent_on.year + month_index // 12, month_index % 12 + 1
         try:
             candidates.append(dt.date(year, month, day))
         except ValueError:
@@ -87,6 +105,12 @@ def find_dates(text: str, sent_on: dt.date) -> list[DateMention]:
 
 def _mention(match: re.Match[str], sent_on: dt.date) -> DateMention | None:
     groups = match.groupdict()
+    if groups.get("relative"):
+        day = sent_on + dt.timedelta(days=RELATIVE_DAYS[groups["relative"].lower()])
+        return DateMention(day, day, match.start(), match.group(0))
+    if groups.get("ordinal"):
+        day = nearest_day_of_month(int(groups["ordinal"]), sent_on)
+        return DateMention(day, day, match.start(), match.group(0)) if day else None
     if groups.get("iso"):
         day = dt.date.fromisoformat(groups["iso"])
         return DateMention(day, day, match.start(), match.group(0))

@@ -19,9 +19,10 @@ _UNITS = ("one", "two", "three", "four", "five", "six", "seven", "eight", "nine"
 NUMBER_WORD_PATTERN = (
     rf"(?:(?:{'|'.join(_UNITS)})\s+hundred(?:\s+(?:and\s+)?)?)?"
     rf"(?:(?:{'|'.join(_TENS)})(?:[\s-](?:{'|'.join(_UNITS)}))?|"
-    rf"{'|'.join(sorted((w for w in NUMBER_WORDS if ' ' not in w), key=len, reverse=True))})"
+    rf"{'|'.join(sorted((w for w in NUMBER_WORDS if ' ' not in w and w not in ('no', 'none')), key=len, reverse=True))})"
 )
-NUMBER = rf"(?:\d{{1,6}}|{NUMBER_WORD_PATTERN})"
+# "no one" is nobody, not a count of one.
+NUMBER = rf"(?<!no )(?<!no-)(?:\d{{1,6}}|{NUMBER_WORD_PATTERN})"
 _EMAIL = re.compile(r"[\w.+'-]+@[\w-]+(?:\.[\w-]+)+", re.UNICODE)
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'“(])|\n\s*\n|\n(?=\s*[-*•]\s)")
 
@@ -82,8 +83,14 @@ def e164(phone: str) -> str:
 
 
 # A person's name: two to four capitalised words (O'Connor, Van Dyke, Running Crane, Núñez).
-_NAME_WORD = r"[A-ZÀ-ÖØ-Þ][a-zà-öø-ÿ'’]+(?:-[A-ZÀ-ÖØ-Þ][a-zà-öø-ÿ'’]+)?|[A-ZÀ-ÖØ-Þ][a-zà-öø-ÿ]*[A-Z][a-zà-öø-ÿ]+"
-_PARTICLE = r"(?:van|von|de|da|del|der|la|le|st\.?|mac|mc)"
+_UPPER = "A-ZÀ-ÖØ-Þ"
+_LOWER = "a-zà-öø-ÿ"
+_NAME_WORD = (
+    rf"[{_UPPER}][{_LOWER}]*['’][{_UPPER}][{_LOWER}]+"  # O'Connor, D'Angelo
+    rf"|[{_UPPER}][{_LOWER}]*[{_UPPER}][{_LOWER}]+"  # McAllister, MacDonald
+    rf"|[{_UPPER}][{_LOWER}]+(?:-[{_UPPER}][{_LOWER}]+)?"  # Núñez, Smith-Jones
+)
+_PARTICLE = r"(?:[Vv]an|[Vv]on|[Dd]e|[Dd]a|[Dd]el|[Dd]er|[Ll]a|[Ll]e|St\.?|Ó|Ní|Nic|Mac|Mc|O|Ua)"
 PERSON_NAME = re.compile(rf"\b(?:{_NAME_WORD})(?:\s+(?:{_PARTICLE}\s+)?(?:{_NAME_WORD})){{1,3}}\b")
 NOT_NAME_WORDS = frozenset(
     """Please Thanks Thank Hello Hi Dear Good Morning Afternoon Our The This That We Can Could Would Will Public
@@ -101,7 +108,7 @@ def person_names(text: str) -> list[str]:
     """Capitalised word runs that look like a person's name, in the order written."""
     names: list[str] = []
     for match in PERSON_NAME.finditer(text):
-        words = match.group(0).split()
+        words = re.sub(r"['’]s$", "", match.group(0)).split()
         while words and words[0] in NOT_NAME_WORDS:
             words.pop(0)
         while words and words[-1] in NOT_NAME_WORDS:
@@ -115,6 +122,65 @@ def person_names(text: str) -> list[str]:
 
 def labelled(text: str, *labels: str) -> str | None:
     """The value after "Label:" at the start of a line ("Name: Jane Doe", "Email:| x@y.org")."""
-    pattern = rf"^\s*(?:{'|'.join(labels)})\s*[:|]+\s*\|?\s*(.+?)\s*$"
+    pattern = rf"^[ \t]*(?:[-*•][ \t]*)?(?:{'|'.join(labels)})[ \t]*[:|]+[ \t]*\|?[ \t]*(.+?)[ \t]*$"
     match = re.search(pattern, text, re.IGNORECASE | re.MULTILINE)
     return match.group(1).strip(" |*") if match else None
+
+
+def unwrap(text: str) -> str:
+    """Join lines a mail client wrapped at about 72 characters back into their sentences.
+
+    Short lines (signatures, "Name: ..." lists, bullets) stay as they are.
+    """
+    lines = text.splitlines()
+    out: list[str] = []
+    for line in lines:
+        previous = out[-1] if out else ""
+        continues = (
+            len(previous) >= 55
+            and line.strip()
+            and not re.match(r"\s*(?:[-*•]|\d+[.)])\s|\s*[\w ]{2,20}:", line)
+            and not re.search(r"[.!?:|]\s*$", previous)
+        )
+        if continues:
+            out[-1] = f"{previous.rstrip()} {line.strip()}"
+        else:
+            out.append(line)
+    return "\n".join(out)
+
+
+def split_sign_off(text: str, sender_name: str) -> tuple[str, str]:
+    """(body, sign-off): a trailing block that starts with the sender's name is a signature, not a request.
+
+    Many signatures are not marked by "--" or "Thanks,", so the reply parser leaves them in; the line with
+    the sender's own name near the end shows where the signature begins.
+    """
+    lines = text.rstrip().splitlines()
+    if not lines or not sender_name.strip():
+        return text, ""
+    first = sender_name.split(",")[-1].split()[0].lower() if "," in sender_name else sender_name.split()[0].lower()
+    full = " ".join(sender_name.lower().split())
+    window = max(0, len(lines) - 9)
+    for n in range(len(lines) - 1, window - 1, -1):
+        line = lines[n].strip().lower().strip(",.-– ")
+        if not line or n == 0:
+            continue
+        if line == full or line == first or (line.startswith(first) and len(line) < 60 and "|" in line) or line.startswith(full):
+            return "\n".join(lines[:n]).rstrip(), "\n".join(lines[n:])
+    return text, ""
+
+
+ORGANISATION = re.compile(
+    r"\b((?:[A-Z][\w&'’-]*(?:\.[A-Z]\.?)?[ \t]+){1,6}(?:Public Schools|School District(?: No\.? ?\d+)?|Schools|College|University|"
+    r"Cooperative|Co-op|Consortium|Association|Museum|Center|Academy|Society|Alliance|CSPD|Institute|Foundation))\b"
+)
+
+
+def organisations_in(text: str) -> list[str]:
+    """Organisation names written out in full ("Park County Special Education Cooperative")."""
+    found: list[str] = []
+    for match in (m for sentence in sentences(text) for m in ORGANISATION.finditer(sentence)):
+        name = re.sub(r"^(?:The|At|From|For|With|In|Our|I|We|Retired|Teacher|Director)\s+", "", match.group(1).strip())
+        if name not in found:
+            found.append(name)
+    return found

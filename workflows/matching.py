@@ -226,45 +226,101 @@ class EventMatch:
     event: Event | None
     score: float
     how: str
+    lead: float = 0.0  # how far ahead of the next best event it is
+
+
+EVENT_THRESHOLD = 60.0
+TITLE_STOP_WORDS = GENERIC_WORDS | frozenset("with from into your our part session workshop training day night".split())
 
 
 def match_event(
     events: list[Event], text: str, mentions: list[DateMention], sent_on: dt.date, prefer_ended: bool
 ) -> EventMatch:
-    """The host's event the text is about: by title (fuzzy or partial) and by the dates it mentions."""
+    """The host's event the text is about: by title (fuzzy or partial), the dates and the place it mentions."""
     folded = fold(text)
-    best: EventMatch = EventMatch(None, 0.0, "")
+    words = set(folded.split())
+    rarity = _word_rarity(events)
+    ranked: list[tuple[float, str, Event]] = []
     for event in events:
-        title_score = _title_score(fold(event.title), folded)
+        title_score = _title_score(event.title, folded, words, rarity)
         date_score = _date_score(event, mentions)
-        score = title_score + date_score
+        score = title_score + date_score + _kind_of_event_bonus(event.title, words)
+        if title_score:
+            score += _first_mention_bonus(event.title, folded)
+        if event.city and fold(event.city) in words:
+            score += 8
         if prefer_ended and event.end_date <= sent_on:
             score += 4
         if event.status == EventStatus.CANCELLED:
             score -= 10
-        if score > best.score:
-            how = "title" if title_score >= date_score else "date"
-            best = EventMatch(event, score, how)
-    if best.score < 60:
-        return EventMatch(None, best.score, "")
-    return best
+        ranked.append((score, "title" if title_score >= date_score else "date", event))
+    ranked.sort(key=lambda item: -item[0])
+    if not ranked:
+        return EventMatch(None, 0.0, "")
+    best_score, how, best = ranked[0]
+    lead = best_score - (ranked[1][0] if len(ranked) > 1 else 0.0)
+    if how == "date" and lead >= 20:
+        best_score += 25  # the only event on the date the host gives ("our Oct 14 workshop")
+    if best_score < EVENT_THRESHOLD:
+        return EventMatch(None, best_score, "", lead)
+    return EventMatch(best, best_score, how, lead)
 
 
-def _title_score(title: str, folded_text: str) -> float:
-    if not title:
-        return 0.0
-    partial = fuzz.partial_ratio(title, folded_text)
-    if partial < 70:
-        # A partial title ("Math Night Part 2" for "Family Math Night Part 2"): the words must be there.
-        partial = fuzz.partial_token_set_ratio(title, folded_text) * 0.8 if len(title.split()) > 2 else 0
-    return partial if partial >= 70 else 0.0
+def _word_rarity(events: list[Event]) -> dict[str, float]:
+    """How telling each title word is among this host's events: a word in every title tells nothing."""
+    counts: dict[str, int] = defaultdict(int)
+    for event in events:
+        for word in set(fold(event.title).split()):
+            counts[word] += 1
+    total = max(len(events), 1)
+    return {word: 1.0 + total / n for word, n in counts.items()}
+
+
+def _title_score(title: str, folded_text: str, words: set[str], rarity: dict[str, float]) -> float:
+    """Up to 100: the whole title, its most specific part (after a colon), or its telling words."""
+    parts = [fold(title)] + [fold(p) for p in re.split(r"[:–—]| - ", title)[1:] if len(p.split()) >= 2]
+    partial = max((fuzz.partial_ratio(part, folded_text) for part in parts if part), default=0)
+    partial = partial if partial >= 80 else 0.0
+    title_words = [w for w in set(fold(title).split()) if w not in TITLE_STOP_WORDS and len(w) > 2]
+    if not title_words:
+        return partial
+    weight = sum(rarity.get(w, 1.0) for w in title_words)
+    found = sum(rarity.get(w, 1.0) for w in title_words if w in words or _near_word(w, words))
+    overlap = found / weight
+    return max(partial, 95 * overlap if overlap >= 0.45 else 0.0)
+
+
+def _near_word(word: str, words: set[str]) -> bool:
+    """Plurals and small typos: "teams" for "team", "stratagies" for "strategies"."""
+    return len(word) > 4 and any(abs(len(w) - len(word)) <= 2 and fuzz.ratio(w, word) >= 85 for w in words)
 
 
 def _date_score(event: Event, mentions: list[DateMention]) -> float:
+    """A date the event starts or ends on says much; a date inside a months-long course says little."""
     best = 0.0
+    long_running = (event.end_date - event.start_date).days > 14
     for mention in mentions:
-        if mention.start <= event.end_date and mention.end >= event.start_date:
+        if mention.start in (event.start_date, event.end_date) or (mention.start, mention.end) == (event.start_date, event.end_date):
             best = max(best, 40.0)
+        elif mention.start <= event.end_date and mention.end >= event.start_date:
+            best = max(best, 10.0 if long_running else 40.0)
         elif abs((mention.start - event.start_date).days) <= 1:
             best = max(best, 15.0)
     return best
+
+
+EVENT_NOUNS = frozenset("workshop training session night day conference institute course webinar summit class".split())
+
+
+def _kind_of_event_bonus(title: str, words: set[str]) -> float:
+    """"Our Oct 14 workshop": the kind of event the host names, when its title says the same."""
+    return 5.0 if EVENT_NOUNS & words & set(fold(title).split()) else 0.0
+
+
+def _first_mention_bonus(title: str, folded_text: str) -> float:
+    """When several titles are named, the one named first is usually the one the request is about."""
+    part = fold(re.split(r"[:–—]| - ", title)[-1])
+    alignment = fuzz.partial_ratio_alignment(part, folded_text) if part else None
+    if alignment is None or alignment.score < 90 or not folded_text:
+        return 0.0
+    return 5.0 * (1 - alignment.dest_start / len(folded_text))

@@ -19,7 +19,9 @@ from storage.registry import Event, Host
 from workflows.dates import find_dates, join_ranges
 from workflows.kinds import all_specs, spec_for
 from workflows.kinds.base import QUESTIONS, Context, KindSpec
-from workflows.matching import events_by_id, host_events, match_event, match_host, registry_index
+from workflows.eligibility import hints_for
+from workflows.extract import split_sign_off, unwrap
+from workflows.matching import HostMatch, events_by_id, host_events, match_event, match_host, registry_index
 from workflows.parsing import ParsedMail
 
 MOUNTAIN = ZoneInfo("America/Denver")
@@ -96,20 +98,22 @@ def read(session: Session, parsed: ParsedMail, kind: TicketKind | None = None) -
 def build_context(session: Session, parsed: ParsedMail) -> Context:
     index = registry_index(session)
     subject = clean_subject(parsed.subject)
-    body = parsed.new_text
     day = sent_on(parsed)
-    # The signature often names the organisation; it is read for the host, never for the request.
-    host_text = f"{subject}\n{body}\n{parsed.signature}"
     ctx = Context(
         session=session,
         parsed=parsed,
         subject=subject,
-        body=body,
+        body="",
         context_text=parsed.quoted,
         sent_on=day,
         index=index,
-        host_match=match_host(index, parsed.from_addr, host_text),
+        host_match=HostMatch(None, "", False),
+        is_reply=bool(_SUBJECT_NOISE.match(parsed.subject)),
     )
+    ctx.body, ctx.sign_off = split_sign_off(unwrap(parsed.new_text), ctx.sender_name)
+    # The signature often names the organisation; it is read for the host, never for the request.
+    host_text = f"{subject}\n{ctx.body}\n{ctx.sign_off}\n{parsed.signature}"
+    ctx.host_match = match_host(index, parsed.from_addr, host_text)
     ctx.mentions = join_ranges(find_dates(ctx.text, day), ctx.text)
     _resolve_host(ctx)
     return ctx
@@ -132,7 +136,7 @@ def _resolve_host(ctx: Context) -> None:
 
 def choose_kind(ctx: Context) -> tuple[KindSpec, float]:
     """The kind whose cues the new text matches best, with a confidence from the winning margin."""
-    scored = sorted(((spec.score(ctx.text), spec) for spec in all_specs()), key=lambda pair: -pair[0])
+    scored = sorted(((spec.score(ctx), spec) for spec in all_specs()), key=lambda pair: -pair[0])
     (best, spec), (second, _) = scored[0], scored[1]
     confidence = confidence_from(best, second)
     if best < MINIMUM_SCORE or confidence < CONFIDENCE_THRESHOLD:
@@ -151,6 +155,19 @@ def attach_event(ctx: Context, spec: KindSpec) -> None:
     if not spec.about_event or ctx.event is not None or not ctx.host_events:
         return
     found = match_event(ctx.host_events, ctx.text, ctx.mentions, ctx.sent_on, spec.prefer_ended)
+    if ctx.is_reply:
+        # A reply's subject names the old conversation's event; what the host wrote now comes first.
+        body_mentions = join_ranges(find_dates(ctx.body, ctx.sent_on), ctx.body)
+        from_body = match_event(ctx.host_events, ctx.body, body_mentions, ctx.sent_on, spec.prefer_ended)
+        found = from_body if from_body.event is not None else found
+    if found.event is None and ctx.context_text:
+        # "We never held this one": the event is named only in the reminder being answered. Take it from
+        # the quoted text when that names one event clearly, never when it lists several alike.
+        quoted = f"{ctx.subject}\n{ctx.context_text[:4000]}"
+        mentions = join_ranges(find_dates(quoted, ctx.sent_on), quoted)
+        found = match_event(ctx.host_events, quoted, mentions, ctx.sent_on, spec.prefer_ended)
+        if found.lead < 15:
+            return
     ctx.event, ctx.event_how = found.event, found.how
 
 
@@ -163,8 +180,6 @@ def flags_for(ctx: Context, spec: KindSpec) -> list[str]:
     if ctx.event is not None and ctx.host is not None and ctx.event.host_id != ctx.host.host_id:
         flags.append("event_of_another_host")
     if spec.kind == TicketKind.ELIGIBILITY_QUESTION:
-        from workflows.eligibility import hints_for
-
         flags += [f"hint: {hint}" for hint in hints_for(f"{ctx.text}\n{ctx.context_text}")]
     return flags
 

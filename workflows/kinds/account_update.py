@@ -22,7 +22,10 @@ DETAIL = r"(?:phone|number|line|address|email|e-mail|contact|account manager|nam
 CUES: tuple[Cue, ...] = (
     cue(rf"\b(?:new|change|changed|update|updated|different|correct)\b.{{0,40}}\b{DETAIL}\b", 2.0),
     cue(r"\bmoved (?:our )?offices?\b|\bwe(?:'ve| have)? moved\b|\bnew (?:main|office|direct) (?:number|line|phone)\b|\bname change\b|\bchanged? (?:our|its) name\b|\bvoted to change\b", 2.5),
-    cue(r"\baccount (?:manager|contact)\b|\bcontact (?:person|on file)\b|\btake over as\b|\bhost (?:name|account|information)\b", 2.5),
+    cue(r"\bnew (?:account )?(?:manager|contact)\b|\b(?:change|update)\w*\b.{0,30}\b(?:account (?:manager|contact)|contact (?:person|on file))\b|\btake over as\b|\bhost (?:name|account|information)\b", 2.5),
+    cue(r"\baccount (?:manager|contact)\b", 1.0),
+    cue(rf"\b{DETAIL}\b.{{0,30}}\b(?:has |have |is |was )?(?:changed|changing|moved)\b", 2.0),
+    cue(r"\bupdate (?:it |this )?(?:on |in )?(?:my|our|the) (?:pdups |rups )?(?:account|user|profile|info\w*|record)\b", 2.0),
     cue(r"\bmy new (?:e-?mail|address|phone|number)\b|\bnew e-?mail address\b|\bis now\b", 1.5),
 )
 STREET = re.compile(

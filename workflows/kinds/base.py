@@ -28,7 +28,8 @@ class Cue:
 
 
 def cue(regex: str, weight: float) -> Cue:
-    return Cue(re.compile(regex, re.IGNORECASE), weight)
+    """A case-blind cue whose ``.`` crosses line breaks, since hosts' sentences are often wrapped."""
+    return Cue(re.compile(regex, re.IGNORECASE | re.DOTALL), weight)
 
 
 class Approval(str, enum.Enum):
@@ -54,6 +55,8 @@ class Context:
     event_how: str = ""
     mentions: list[DateMention] = field(default_factory=list)
     host_events: list[Event] = field(default_factory=list)
+    sign_off: str = ""  # the signature block under the new text: read for the host, never for the request
+    is_reply: bool = False
 
     @property
     def text(self) -> str:
@@ -65,7 +68,12 @@ class Context:
 
     @property
     def sender_name(self) -> str:
-        return self.parsed.from_name
+        """The display name, with Outlook's "Last, First" turned round."""
+        name = self.parsed.from_name.strip().strip('"')
+        if name.count(",") == 1:
+            last, first = (part.strip() for part in name.split(","))
+            name = f"{first} {last}"
+        return name
 
 
 Fields = dict[str, Any]
@@ -104,8 +112,12 @@ class KindSpec:
     next_step: str = "OPI Professional Learning staff will review your request and email you when it is done."
     apply: Callable[[Session, Any, str], Outcome] | None = None
 
-    def score(self, text: str) -> float:
-        return sum(c.weight for c in self.cues if c.pattern.search(text))
+    def score(self, ctx: Context) -> float:
+        """Evidence for this kind. A reply's subject is the old conversation's, so it counts for half."""
+        subject_weight = 0.5 if ctx.is_reply else 1.0
+        body = sum(c.weight for c in self.cues if c.pattern.search(ctx.body))
+        subject = sum(c.weight for c in self.cues if c.pattern.search(ctx.subject))
+        return body + subject_weight * subject
 
 
 # The follow-up question asked for each missing piece, in the host's words.

@@ -17,10 +17,10 @@ from workflows.kinds.base import Context, Cue, Fields, KindSpec, Outcome, cue
 
 CERT = r"(?:certificates?|certs?|pdu certificates?)"
 PEOPLE = r"(?:educators?|teachers?|participants?|people|attendees|staff|folks|paras|paraprofessionals|members|students)"
-HELD = r"(?:did (?:happen|take place|go|run)|(?:we|it) (?:was |were )?(?:held|ran|hosted)|did hold|took place|happened)"
+HELD = r"(?:did (?:happen|take place|go|run)|(?:we|it) (?:was |were )?(?:held|ran|hosted)|did hold|took place|happened|went (?:ahead|on|forward)|still (?:happened|ran|met))"
 NONE_ISSUED = (
-    rf"(?:no|not any|zero|none of the)\s+(?:\w+\s+){{0,3}}{CERT}|(?:did not|didn't|won't|will not|not to)\s+"
-    rf"(?:\w+\s+){{0,3}}(?:issue|give out|give|award|hand out|send)\s+(?:\w+\s+){{0,3}}{CERT}|nobody (?:got|received|earned)"
+    rf"(?:no|not any|zero|none of the)\s+(?:\w+\s+){{0,3}}{CERT}|(?:did not|didn't|won't|will not|not to|decided not to)\s+"
+    rf"(?:\w+\s+){{0,3}}(?:issue|give out|give|award|hand out|send)\s+(?:\w+\s+){{0,3}}{CERT}|(?:nobody|no one|no-one|none of them) (?:got|received|earned|was given)"
 )
 
 CUES: tuple[Cue, ...] = (
@@ -32,13 +32,20 @@ CUES: tuple[Cue, ...] = (
     cue(rf"\b{NUMBER}\s+{PEOPLE}\b.{{0,60}}\b(?:completed|attended|received|earned|finished)", 1.5),
     cue(rf"\b(?:completed|attended)\b.{{0,40}}\b{NUMBER}\s+{PEOPLE}", 1.0),
     cue(rf"{HELD}.{{0,160}}(?:{NONE_ISSUED})|(?:{NONE_ISSUED}).{{0,160}}{HELD}", 5.0),
-    cue(r"\b(?:reporting|report)\b.{0,40}\b(?:numbers?|counts?|certificates?)\b", 1.5),
-    cue(r"^\s*\d{1,4}\s*$", 1.5),  # a reply to a reminder that is just a number
+    cue(r"\b(?:reporting|report|record)\w*\b.{0,40}\b(?:numbers?|counts?|certificates?)\b", 1.5),
+    cue(r"(?m)^\s*\d{1,4}\s*$", 1.5),  # a reply to a reminder that is just a number
+    cue(rf"\b{NUMBER}\s+(?:were\s+)?(?:issued|certified|awarded)\b|\bnumbers? for\b.{{0,60}}:\s*\d{{1,4}}\b", 3.0),
+    # Asking where a certificate is, or what happened to a count already reported, is not a new count.
+    cue(r"\b(?:already|we) (?:reported|recorded|entered)\b|\bwhere (?:is|are)\b|\bcan'?t find\b|\bblank certificate", -2.0),
+    cue(rf"\b(?:no one|nobody|not|none)\b.{{0,30}}\b(?:received|got|earned)\b.{{0,20}}\b{CERT}", -2.5),
+    cue(rf"\b(?:can|could|may|would) (?:we|i)\b.{{0,60}}\b(?:issue|give|offer|award)\b", -2.0),
 )
 
 _COUNT_PATTERNS = (
     re.compile(rf"(?:{NONE_ISSUED})", re.IGNORECASE),
-    re.compile(rf"\b(?P<n>{NUMBER})\s+(?:\w+\s+){{0,3}}{CERT}\b", re.IGNORECASE),
+    re.compile(rf"\b(?P<n>{NUMBER})\s+(?:[a-z]+\s+){{0,3}}{CERT}\b", re.IGNORECASE),
+    re.compile(rf"\b(?P<n>{NUMBER})\s+(?:were\s+)?(?:issued|certified|awarded)\b", re.IGNORECASE),
+    re.compile(rf"\b(?:numbers?|counts?|totals?)\b[^.\n]{{0,60}}?:\s*(?P<n>\d{{1,4}})\b", re.IGNORECASE),
     re.compile(rf"\b{CERT}\s*(?:issued|count|total|given)?\s*[:=-]\s*(?P<n>{NUMBER})\b", re.IGNORECASE),
     re.compile(rf"\b(?:issued|gave out|awarded|handed out)\s*:?\s*(?P<n>{NUMBER})\b", re.IGNORECASE),
     re.compile(rf"\b(?P<n>{NUMBER})\s+(?:\w+\s+){{0,2}}{PEOPLE}\b", re.IGNORECASE),
@@ -61,7 +68,9 @@ def read_count(text: str) -> int | None:
 
 def _looks_like_a_date_or_year(text: str, at: int, value: int) -> bool:
     before = text[max(0, at - 12) : at].lower()
-    return value > 1900 or bool(re.search(r"(?:oct|nov|sept?|dec|jan|feb|mar|apr|may|jun|jul|aug)\w*\.?\s*$", before))
+    after = text[at : at + 8]
+    month_before = re.search(r"(?:oct|nov|sept?|dec|jan|feb|mar|apr|may|jun|jul|aug)\w*\.?\s*$", before)
+    return value > 1900 or bool(month_before) or before.endswith("/") or bool(re.match(r"\d+/", after))
 
 
 def extract(ctx: Context) -> Fields:

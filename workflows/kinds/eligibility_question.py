@@ -11,7 +11,8 @@ CUES: tuple[Cue, ...] = (
     cue(r"\bqualif(?:y|ies|ied|ying)\b|\beligib(?:le|ility)\b|\bcount (?:for|toward|towards|as)\b|\bmeets? (?:the )?(?:requirements|standards|criteria)\b", 2.5),
     cue(rf"\b(?:can|could|may|would|are|is)\s+(?:we|i|they|it|this|that|those|these|our \w+)\b.{{0,60}}\b(?:issue|give|offer|award|get|earn|receive|be (?:eligible|approved|allowed))\b.{{0,60}}\b{UNITS}", 3.0),
     cue(r"\barm 10\.5[57]|\ballowed\b|\bappropriate\b|\bguidance\b|\bacceptable\b", 1.5),
-    cue(rf"\bdoes (?:a|an|this|that|it|our|the)\b.{{0,40}}\bcount\b|\b{UNITS} for (?:this|that|it|those|them|these)\b", 3.0),
+    cue(r"\bdoes (?:a|an|this|that|it|our|the)\b.{0,40}\bcount\b|\b(?:pdus?|units|credit) for (?:this|that|it|those|them|these)\b", 3.0),
+    cue(r"\b(?:issue|give|offer|award)\w* (?:opi )?(?:pdu )?(?:certificates?|pdus?) for (?:this|that|it|those|them|these)\b", 3.0),
     cue(r"\?", 0.5),
 )
 

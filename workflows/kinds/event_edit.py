@@ -27,7 +27,10 @@ CUES: tuple[Cue, ...] = (
     cue(rf"\b{ATTRIBUTES}\b", 1.5),
     cue(r"\bshould (?:be|read|say|have been)\b|\binstead of\b|\bentered (?:incorrectly|wrong)|\bis wrong\b|\bwrong\b|\btypo\b", 1.5),
     cue(r"\b(?:won'?t|will not|can'?t|cannot|couldn'?t) let me edit|\bcan'?t edit\b|\bpast the end date\b|\balready (?:ended|happened|passed)\b|\bedit rights\b", 1.5),
-    cue(r"\b(?:ended up teaching|taught it|will teach|will lead|will present|be the instructor|actually ran|ran \d)", 1.5),
+    cue(r"\b(?:ended up teaching|taught it|will teach|will lead|will (?:be )?present\w*|be the instructor|actually ran|ran \d|actually held)", 1.5),
+    cue(rf"\b(?:change|fix|correct|update|swap|edit)\b(?:\s+\w+){{0,3}}\s+{ATTRIBUTES}\b(?:\s+\w+){{0,6}}\s+(?:to|from)\b|\b(?:start|end) date (?:should|to|is|needs)|\bcategor(?:y|ies) (?:should |could |can |to )?be\b|\bswap the\b", 2.5),
+    cue(r"\b(?:forgot to|need to|please|could you|can you) (?:add|include|remove|uncheck)\b.{0,60}\bcategor", 2.5),
+    cue(r"\binstead\b|\bnot the \d|\brather than\b", 1.0),
 )
 STANDARD_CATEGORIES = (
     "Literacy", "Mathematics", "Science", "Social Studies", "Technology", "Special Education",
@@ -67,6 +70,7 @@ def new_hours(ctx: Context, event: Event) -> Decimal | None:
         rf"{n}\s*(?:hours?|hrs?)\s+(?:instead of|not|rather than)\b",
         rf"{n}\s*(?:hours?|hrs?)\s+total",
         rf"\bto\s+{n}\s*(?:hours?|hrs?)?",
+        rf"(?:should be|be|is|are)\s+{n}\b(?!\s*(?:am|pm|/|-))",
         rf"{n}\s*(?:hours?|hrs?)",
     )
     for pattern in patterns:
@@ -82,7 +86,7 @@ def new_dates(ctx: Context, event: Event) -> dict[str, dt.date]:
     mentions = join_ranges(find_dates(text, ctx.sent_on), text)
     changes: dict[str, dt.date] = {}
     for label, key in (("start", "start_date"), ("end", "end_date")):
-        match = re.search(rf"\b{label}(?:ing)? date\b[^.]{{0,40}}?(?:be|to|is|:)\s*", text, re.IGNORECASE)
+        match = re.search(rf"\b{label}(?:ing)? date\b[^.\d]{{0,40}}?(?:\bbe|\bto|\bis|:|\s)\s*(?=\d|[A-Z])", text, re.IGNORECASE)
         if match:
             after = [m for m in mentions if m.at >= match.end() - 1]
             if after:
@@ -128,6 +132,9 @@ def new_title(ctx: Context, event: Event) -> str | None:
     text = " ".join(relevant(ctx, r"\b(?:title|name|typo|spell\w*|misspell\w*|should read|called|wording)\b"))
     for match in re.finditer(rf"{NEW_VALUE}\s*:?\s*[\"“]([^\"”\n]{{3,200}})[\"”]", text, re.IGNORECASE):
         return match.group(1).strip()
+    plain = re.search(r"\b(?:change|correct|update|fix) (?:the|its|our) (?:title|name) to:?\s+([^\"“\n]{3,200}?)(?:[?!]|\.\s|\.$|$)", text, re.IGNORECASE)
+    if plain:
+        return plain.group(1).strip()
     quoted = [q.strip() for q in _QUOTED.findall(text) if fuzz.ratio(fold(q), fold(event.title)) < 95]
     quoted = [q for q in quoted if len(q.split()) > 1 and not _is_misspelling(q, event.title)]
     return quoted[-1] if quoted and re.search(r"\btitle\b", text, re.IGNORECASE) else None
@@ -146,16 +153,24 @@ def new_instructor(ctx: Context, event: Event) -> str | None:
     explicit = re.search(r"\bI(?:'ll| will|'m| am) be(?:ing)? the (?:instructor|presenter)\s*\(([^)]+)\)", text)
     if explicit:
         return explicit.group(1).strip()
-    names = [n for n in person_names(_capitalise_names(text)) if fuzz.ratio(fold(n), current) < 85]
-    names = [n for n in names if not _is_an_institution(n)]
+    text = _capitalise_names(text)
+    names = [n for n in person_names(text) if fuzz.ratio(fold(n), current) < 97]
+    names = [n for n in names if not _is_an_institution(n) and fuzz.partial_ratio(fold(n), fold(event.title)) < 90]
     for name in names:
-        at = text.find(name) if name in text else _capitalise_names(text).find(name)
-        before = _capitalise_names(text)[max(0, at - 30) : at].lower()
-        if re.search(r"(?:\bto|\bbe|\bis|\bwas|\bby|\()\s*$", before):
-            return name
-    if names and names[0] and fold(names[0]) != sender:
-        return names[0]
-    return names[0] if names else None
+        for found in re.finditer(re.escape(name), text):
+            before = text[max(0, found.start() - 30) : found.start()].lower()
+            if re.search(r"(?:\bto|\bbe|\bis|\bwas|\bby|\()\s*$", before):
+                return name
+    others = [n for n in names if fold(n) != sender]
+    return others[0] if others else None
+
+
+def _about_instructor(ctx: Context, event: Event) -> bool:
+    """The host names the instructor's role, or writes a name close to the instructor's (a spelling fix)."""
+    if re.search(r"\b(?:instructor|presenter|facilitator|taught|teach|lead|presenting)", ctx.body, re.IGNORECASE):
+        return True
+    current = fold(event.instructor)
+    return bool(current) and any(70 <= fuzz.ratio(fold(n), current) < 97 for n in person_names(ctx.body))
 
 
 def _capitalise_names(text: str) -> str:
@@ -178,7 +193,11 @@ def new_description(ctx: Context, event: Event) -> str | None:
     quoted = [q for q in quoted if fuzz.ratio(fold(q), fold(event.description)) < 95]
     if quoted:
         return max(quoted, key=len)
-    match = re.search(r"description\s*(?:should (?:be|read)|to)\s*:?\s*(.{20,2000})", ctx.body, re.IGNORECASE | re.DOTALL)
+    match = re.search(
+        r"description\b.{0,80}?(?:should (?:be|read|say)|to read|replace it with|change it to|to)\s*:?\s*\n*(.{20,2000}?)(?:\n\s*\n|$)",
+        ctx.body,
+        re.IGNORECASE | re.DOTALL,
+    )
     return match.group(1).strip().strip("\"“”") if match else None
 
 
@@ -207,11 +226,14 @@ LOCATION = re.compile(r"\b([A-Z][a-z]+(?:\s[A-Z][a-z]+){0,2}),?\s+(MT|Montana)\b
 
 
 def new_location(ctx: Context, event: Event) -> str | None:
-    chosen = relevant(ctx, r"\b(?:location|venue|moved it|held (?:it )?(?:at|in)|online|virtual|zoom|in[- ]person|place)\b")
+    chosen = relevant(ctx, r"\b(?:location|venue|moved it|held (?:it )?(?:at|in)|online|virtual|zoom|in[- ]person|place|zip)\b")
     text = " ".join(chosen)
     if not text:
         return None
     places = [m for m in LOCATION.finditer(text)]
+    zip_only = re.search(r"\bzip(?: code)?\b[^.]{0,30}?\b(\d{5})\b", text, re.IGNORECASE)
+    if not places and zip_only and zip_only.group(1) != event.zip and event.city:
+        return f"{event.city}, {event.state or 'MT'} {zip_only.group(1)}"
     for match in reversed(places):
         city, zip_code = match.group(1), match.group(3) or ""
         place = f"{city}, MT {zip_code}".strip()
@@ -230,7 +252,7 @@ def extract(ctx: Context) -> Fields:
     changes: dict[str, object] = {}
     values = {
         "title": new_title(ctx, event),
-        "instructor": new_instructor(ctx, event) if re.search(r"\b(?:instructor|presenter|facilitator|taught|teach|lead)", ctx.body, re.IGNORECASE) else None,
+        "instructor": new_instructor(ctx, event) if _about_instructor(ctx, event) else None,
         "description": new_description(ctx, event),
         "categories": new_categories(ctx, event, vocabulary),
         "location": new_location(ctx, event),

@@ -10,6 +10,10 @@ from workflows.kinds.base import Context, Cue, Fields, KindSpec, cue
 CUES: tuple[Cue, ...] = (
     cue(r"^\W*(?:thanks?|thank you)\b", 1.5),
     cue(r"\btransition\b|\btimeline\b|\bnetwork (?:collaborative )?call\b|\bzoom link\b|\bblank certificate\b|\bnewsletter (?:article|submission)\b", 1.0),
+    # Educators' own records and renewals belong to Licensure; hosts forward such questions.
+    cue(r"\brenew(?:al|ing|s)?\b.{0,60}\blicen[cs]e|\blicensure\b|\bhow many (?:pdus|units)\b|\bclass of licen[cs]e\b", 2.5),
+    cue(r"\bwhere (?:is|are) (?:my|her|his|their|the) (?:pdu )?certificates?\b|\bhasn'?t (?:received|gotten|got)\b|\bcan'?t find (?:her|his|my|their|the) certificate", 2.5),
+    cue(r"\b(?:demo|pricing|our platform|our product|partnership opportunit|schedule a call)\b", 2.0),
 )
 
 

@@ -77,6 +77,26 @@ def person_in(ctx: Context, text: str, exclude_sender: bool = True) -> dict[str,
     return {"name": name, "email": email, "phone": phones[0] if phones else None}
 
 
+def complete_from_context(ctx: Context, person: dict[str, str | None]) -> dict[str, str | None]:
+    """Fill a first-name-only person ("set Mara up") from the forwarded message they wrote."""
+    name = person.get("name") or ""
+    first = _first_name_only(ctx.body) if not name else (name if " " not in name else "")
+    if not first or not ctx.context_text:
+        return person
+    full = next((n for n in person_names(ctx.context_text) if n.split()[0] == first), None)
+    if full is None:
+        return person
+    completed = dict(person, name=full)
+    if not completed.get("email"):
+        completed["email"] = next((e for e in emails_in(ctx.context_text) if name_for_address([full], e) == full), None)
+    return completed
+
+
+def _first_name_only(text: str) -> str:
+    match = re.search(r"\b(?:set|add|give|create)\s+([A-Z][a-z]+)\s+(?:up|as|access|a\b)", text)
+    return match.group(1) if match else ""
+
+
 def matching_user(session: Session, host_id: str | None, name: str | None, email: str | None) -> User | None:
     """The host's user a removal names, by address first and then by a close name."""
     query = sa.select(User).where(User.status == "active")

@@ -9,23 +9,28 @@ from __future__ import annotations
 from storage.enums import TicketKind
 from workflows.kinds.base import Approval, Context, Cue, Fields, KindSpec, cue
 from workflows.kinds.people import person_in
-from workflows.extract import labelled
+from workflows.extract import labelled, organisations_in
 
-LISTS = r"(?:mailing list|e-?mail list|list|newsletter|plp insider|insider|transition updates?|updates|monthly (?:e-?mails?|mailing)|distribution list|listserv)"
+LISTS = r"(?:mailing list|e-?mail list|newsletter|plp insider|insider|transition updates?|updates|monthly (?:e-?mails?|mailing)|distribution list|listserv)"
 CUES: tuple[Cue, ...] = (
     cue(rf"\b(?:add me|sign me up|sign up|subscribe|join|be added|include me|put me on|get (?:it|this|the \w+) directly|receive|get|start getting|be on)\b.{{0,80}}\b{LISTS}\b", 3.5),
     cue(r"(?<!un)\bsubscrib(?:e|ed|ing)\b", 2.0),
-    cue(r"\bplp insider\b|\bmailing list\b|\btransition updates?\b", 1.0),
+    cue(r"\bplp insider\b|\bmailing list\b|\btransition updates?\b|\bnewsletter\b", 1.0),
+    cue(r"\badd me\b(?! as (?:a|an) user)|\bsign me up\b|\bget (?:it|them) directly\b", 2.0),
 )
 
 
 def read_person(ctx: Context) -> dict[str, str | None]:
-    person = person_in(ctx, ctx.body, exclude_sender=False)
+    # People often sign with the very details they want used ("Ingrid Sørensen / isorensen@fvcc.edu").
+    person = person_in(ctx, f"{ctx.body}\n{ctx.sign_off}", exclude_sender=False)
     organization = labelled(ctx.body, "organization", "organisation", "org", "district", "school", "company")
     name = labelled(ctx.body, "name", "full name") or ctx.sender_name or person["name"]
     email = person["email"] or ctx.sender
     if ctx.host is not None:
         organization = ctx.host.name
+    elif organization is None:
+        written = organisations_in(f"{ctx.body}\n{ctx.sign_off}")
+        organization = written[0] if written else None
     return {"name": name or None, "email": email, "organization": organization}
 
 

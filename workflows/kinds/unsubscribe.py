@@ -10,6 +10,7 @@ CUES: tuple[Cue, ...] = (
     cue(r"\bunsubscrib\w*\b|\bopt(?:ed)? out\b", 4.0),
     cue(r"\b(?:remove me|take me off|stop sending|no longer (?:want|need|wish) to (?:receive|get)|don'?t (?:want|need) (?:these|them|to receive))\b", 3.0),
     cue(rf"\b(?:remove|take|drop|delete)\b.{{0,80}}\b(?:from|off)\b.{{0,40}}\b{LISTS}\b", 3.0),
+    cue(r"\b(?:remove|take|drop|delete) (?:me|my (?:name|e-?mail|address))\b.{0,40}\b(?:from|off)\b.{0,20}\blist\b", 3.0),
     cue(r"\btoo many e-?mails\b", 1.0),
 )
 

@@ -10,24 +10,26 @@ from sqlalchemy.orm import Session
 from storage.enums import TicketKind
 from storage.registry import User
 from workflows.kinds.base import Approval, Context, Cue, Fields, KindSpec, Outcome, cue
-from workflows.kinds.people import person_in, username_for
+from workflows.extract import phones_in
+from workflows.kinds.people import complete_from_context, person_in, username_for
 from workflows.matching import forget_registry_index
 
 ACCESS = r"(?:user(?:name)?|login|log-in|log in|account|access|credentials)"
 CUES: tuple[Cue, ...] = (
     cue(rf"\b(?:add|set up|setup|set \w+ up|create|give|grant|get)\b.{{0,80}}\b(?:as (?:a|an) (?:new )?user|{ACCESS})\b", 3.0),
     cue(r"\bnew user\b|\badditional user\b|\bown (?:pdups |rups )?(?:login|username|account)\b", 2.5),
+    cue(rf"\b(?:request|need|needs|want|like)\w*\s+(?:a|an|another)\s+(?:new\s+)?(?:pdups\s+|rups\s+)?(?:user(?:name)?|login|log-in|account)\b|\banother (?:pdups |rups )?(?:login|user)\b", 3.0),
     cue(r"\b(?:will be|help(?:ing)?|to help|take over|taking over)\b.{0,40}\b(?:enter(?:ing)?|record(?:ing)?|manag(?:e|ing))\b.{0,30}\b(?:events?|certificates?|counts?)", 2.0),
     cue(r"\bset (?:her|him|them) up\b|\bnew (?:staff member|hire|employee|coordinator|assistant)\b", 1.5),
 )
 
 
 def extract(ctx: Context) -> Fields:
-    asks_for_self = bool(_self_request(ctx))
-    person = person_in(ctx, ctx.body, exclude_sender=not asks_for_self)
-    if asks_for_self:
-        person["name"] = person["name"] or ctx.sender_name or None
-        person["email"] = person["email"] or ctx.sender
+    if _self_request(ctx):
+        phones = phones_in(f"{ctx.body}\n{ctx.sign_off}")
+        person = {"name": ctx.sender_name or None, "email": ctx.sender, "phone": phones[0] if phones else None}
+    else:
+        person = complete_from_context(ctx, person_in(ctx, ctx.body))
     fields: Fields = {"person": person}
     if person["name"]:
         fields["username"] = username_for(ctx.session, person["name"])
