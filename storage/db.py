@@ -10,10 +10,14 @@ from alembic.config import Config
 from sqlalchemy.orm import Session, sessionmaker
 
 import storage.changes  # noqa: F401  (registers the models on the metadata)
+import storage.documents  # noqa: F401
+import storage.jobs  # noqa: F401
 import storage.mailing  # noqa: F401
+import storage.mailouts  # noqa: F401
 import storage.mailstate  # noqa: F401
 import storage.outbox  # noqa: F401
 import storage.registry  # noqa: F401
+import storage.reminders  # noqa: F401
 import storage.tickets  # noqa: F401
 from storage.base import Base
 

@@ -28,6 +28,7 @@ class TicketKind(str, enum.Enum):
 class TicketStatus(str, enum.Enum):
     """Where a ticket stands. The allowed moves are declared in ``TRANSITIONS``."""
 
+    NEW = "new"  # just read; intake routes it before its transaction commits
     NEEDS_INFO = "needs_info"  # waiting for the host to send a missing piece
     AWAITING_CONFIRMATION = "awaiting_confirmation"  # waiting for the account contact to confirm
     OPEN = "open"  # in front of staff
@@ -40,6 +41,7 @@ class TicketStatus(str, enum.Enum):
 
 OPEN_STATUSES = frozenset(
     {
+        TicketStatus.NEW,
         TicketStatus.NEEDS_INFO,
         TicketStatus.AWAITING_CONFIRMATION,
         TicketStatus.OPEN,
@@ -50,6 +52,7 @@ DECIDED_STATUSES = frozenset({TicketStatus.APPROVED, TicketStatus.REJECTED, Tick
 
 _S = TicketStatus
 TRANSITIONS: dict[TicketStatus, frozenset[TicketStatus]] = {
+    _S.NEW: frozenset(set(TicketStatus) - {_S.NEW}),
     _S.NEEDS_INFO: frozenset({_S.OPEN, _S.NEEDS_INFO, _S.AWAITING_CONFIRMATION, _S.REJECTED, _S.CLOSED}),
     _S.AWAITING_CONFIRMATION: frozenset({_S.OPEN, _S.REJECTED, _S.CLOSED}),
     _S.OPEN: frozenset({_S.WAITING_ON_HOST, _S.APPROVED, _S.REJECTED, _S.CLOSED, _S.NEEDS_INFO}),
@@ -117,3 +120,45 @@ class SubscriberStatus(str, enum.Enum):
     CONFIRMED = "confirmed"
     UNSUBSCRIBED = "unsubscribed"
     BOUNCED = "bounced"
+
+
+class JobStatus(str, enum.Enum):
+    """A scheduled job's run for one key (a day, a month, a mailing), claimed so only one scheduler runs it."""
+
+    RUNNING = "running"
+    DONE = "done"
+    WAITING = "waiting"  # did what it could (a mailing with retries pending); the next trigger goes on
+    FAILED = "failed"  # may be claimed again on the next trigger
+
+
+class ReminderKind(str, enum.Enum):
+    """Why an event was named in a certificate-count reminder."""
+
+    OVERDUE = "overdue"  # a nag stage, counted in days after the end date
+    STAFF = "staff"  # staff were told about the event in Slack
+    ENDING = "ending"  # a one-year course ends soon: report, and enter next year's event
+
+
+class MailingKind(str, enum.Enum):
+    INSIDER = "insider"  # the PLP Insider newsletter
+    CALL_REMINDER = "call_reminder"  # the Network Collaborative call, the day before
+
+
+class MailingStatus(str, enum.Enum):
+    DRAFT = "draft"  # prepared, waiting for staff approval
+    SCHEDULED = "scheduled"  # approved, goes out at send_at
+    SENDING = "sending"
+    SENT = "sent"  # every delivery row reached a final status
+
+
+class DeliveryStatus(str, enum.Enum):
+    PENDING = "pending"
+    SENDING = "sending"
+    SENT = "sent"
+    FAILED = "failed"  # permanent failure (5xx); stays visible
+    SKIPPED = "skipped"  # unsubscribed or undeliverable by send time
+
+
+class DocumentKind(str, enum.Enum):
+    NEWSLETTER = "newsletter"  # the PDF archive copy of an edition
+    REPORT = "report"  # the monthly staff report

@@ -75,6 +75,39 @@ def claim_due(session: Session, channel: Channel, limit: int, lease: dt.timedelt
     return list(rows)
 
 
+def first_unfinished(session: Session, channel: Channel) -> OutboxItem | None:
+    """The oldest row of ``channel`` not yet sent, failed or skipped: the head of an in-order queue."""
+    query = (
+        sa.select(OutboxItem)
+        .where(OutboxItem.channel == channel, OutboxItem.status.in_([OutboxStatus.PENDING, OutboxStatus.SENDING]))
+        .order_by(OutboxItem.id)
+        .limit(1)
+    )
+    return session.scalar(query)
+
+
+def is_due(item: OutboxItem, now: dt.datetime) -> bool:
+    if item.status == OutboxStatus.PENDING:
+        return item.next_attempt_at <= now
+    return item.status == OutboxStatus.SENDING and item.claimed_until is not None and item.claimed_until < now
+
+
+def claim_row(session: Session, item: OutboxItem, lease: dt.timedelta) -> bool:
+    """Lease one due row to this worker and commit; False when it is not due or another worker leased it."""
+    now = utcnow()
+    result = session.execute(
+        sa.update(OutboxItem)
+        .where(OutboxItem.id == item.id, _due(item.channel, now))
+        .values(status=OutboxStatus.SENDING, claimed_until=now + lease, attempts=OutboxItem.attempts + 1)
+        .execution_options(synchronize_session=False)
+    )
+    session.commit()
+    if result.rowcount != 1:
+        return False
+    session.refresh(item)
+    return True
+
+
 def settle(session: Session, item_id: int, status: OutboxStatus, error: str = "") -> None:
     """Record the end of a row's life: sent, failed for good (stays visible), or skipped."""
     if status not in (OutboxStatus.SENT, OutboxStatus.FAILED, OutboxStatus.SKIPPED):

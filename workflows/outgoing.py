@@ -33,6 +33,8 @@ class Draft:
     auto_submitted: str | None = None  # RFC 3834: "auto-replied" or "auto-generated"
     cc: tuple[str, ...] = ()
     dedupe_key: str | None = None
+    headers: tuple[tuple[str, str], ...] = ()  # extra header fields, added after the standard ones
+    attachments: tuple[tuple[str, str, bytes], ...] = ()  # (filename, MIME type, content)
 
 
 def build_email(policy: MailboxPolicy, draft: Draft, ticket: Ticket | None) -> EmailMessage:
@@ -56,8 +58,14 @@ def build_email(policy: MailboxPolicy, draft: Draft, ticket: Ticket | None) -> E
         message["X-Auto-Response-Suppress"] = "OOF, AutoReply"
     if draft.parent is not None:
         _thread_under(message, draft.parent)
+    for name, value in draft.headers:
+        message[name] = value
     message.set_content(text)
     message.add_alternative(html, subtype="html")
+    for filename, mime_type, content in draft.attachments:
+        maintype, _, subtype = mime_type.partition("/")
+        # Adding an attachment turns the alternative into multipart/mixed (RFC 2046 section 5.1.3).
+        message.add_attachment(content, maintype=maintype, subtype=subtype, filename=filename)
     return message
 
 

@@ -32,13 +32,20 @@ def post_to_staff(
     text: str = "",
     blocks: list[dict[str, Any]] | None = None,
     dedupe_key: str | None = None,
+    files: list[dict[str, Any]] | None = None,
 ) -> OutboxItem:
-    """Queue one staff-channel post. ``text`` is plain text from us; callers escape anything from email."""
+    """Queue one staff-channel post. ``text`` is plain text from us; callers escape anything from email.
+
+    ``files`` are stored documents to upload with the post (``storage.documents.file_reference``).
+    """
+    payload: dict[str, Any] = {"text": text, "blocks": blocks or []}
+    if files:
+        payload["files"] = files
     item = OutboxItem(
         channel=Channel.SLACK,
         kind=post.value,
         ticket_id=ticket.id if ticket else None,
-        payload={"text": text, "blocks": blocks or []},
+        payload=payload,
         dedupe_key=dedupe_key,
     )
     session.add(item)

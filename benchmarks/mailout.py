@@ -1,0 +1,235 @@
+"""Mail-out benchmark: how fast a PLP Insider edition reaches a local SMTP server, against that server's limit.
+
+In one run, against one aiosmtpd server on loopback (its own process, so it has its own core):
+  (a) blast:  pre-rendered messages over a few reused connections, no database: the practical limit;
+  (b) send:   the real edition send (delivery rows claimed and marked in SQLite, per-subscriber copies,
+              pooled connections), exactly as ``pdubot newsletter send`` does it;
+  (c) naive:  a loop that opens one connection per message (timed on a sample);
+  (a') for reference, the blast again from smtplib in threads, to show what the client library costs.
+
+    python benchmarks/mailout.py            # 10,000 subscribers
+    python benchmarks/mailout.py --quick    # 500 subscribers, for CI
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import smtplib
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+EDITION = """# Planning professional learning that lasts
+
+Professional learning works best when it is **sustained**, collaborative, job-embedded and focused on
+what happens in classrooms. This month we look at three ways hosts can build a series rather than a
+single workshop.
+
+## 1. Start from a needs analysis
+
+Ask the educators you serve what they need most. A short survey before planning keeps the event
+focused. Learning Forward's workbook is a good place to start.
+
+## 2. Plan for follow-up
+
+- Schedule a second session four to six weeks later
+- Give participants something to try in their classroom in between
+- Collect evidence of impact
+
+## 3. Report your certificate counts
+
+After every event, record the number of certificates issued in PDUPS. Educators rely on it to renew
+their licences.
+
+The Professional Learning Provider Network Collaborative meets on the third Tuesday of each month,
+3:30-4:30 p.m. We hope to see you there.
+"""
+
+
+def serve(port_file: str) -> None:
+    """The benchmark's SMTP server: accepts and discards, like a relay with an infinitely fast disk."""
+    import threading
+
+    from aiosmtpd.controller import Controller
+
+    class Discard:
+        async def handle_DATA(self, server, session, envelope) -> str:  # noqa: ANN001
+            return "250 OK"
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    controller = Controller(Discard(), hostname="127.0.0.1", port=port)
+    controller.start()
+    Path(port_file).write_text(str(port))
+    threading.Event().wait()
+
+
+def start_server(workdir: Path) -> tuple[subprocess.Popen[bytes], int]:
+    port_file = workdir / "port"
+    process = subprocess.Popen([sys.executable, __file__, "--serve", str(port_file)])
+    deadline = time.monotonic() + 30
+    while not port_file.exists() or not port_file.read_text():
+        if time.monotonic() > deadline or process.poll() is not None:
+            raise RuntimeError("the benchmark SMTP server did not start")
+        time.sleep(0.05)
+    return process, int(port_file.read_text())
+
+
+def setup_database(workdir: Path, subscribers: int) -> tuple[object, int]:
+    from storage.base import utcnow
+    from storage.db import make_engine, make_sessionmaker, upgrade
+    from storage.enums import SubscriberStatus
+    from storage.mailing import Subscriber
+    from workflows.newsletter import approve_edition, prepare_edition
+
+    engine = make_engine(f"sqlite:///{workdir / 'bench.db'}")
+    upgrade(engine)
+    sessions = make_sessionmaker(engine)
+    with sessions() as session:
+        session.add_all(Subscriber(email=f"reader{n:05d}@example.org", name=f"Reader {n}",
+                                   status=SubscriberStatus.CONFIRMED) for n in range(subscribers))
+        mailing = prepare_edition(session, EDITION, "bench", "PLP Insider: planning professional learning that lasts")
+        approve_edition(session, "bench", "benchmark", utcnow())
+        session.commit()
+        return sessions, mailing.id
+
+
+async def blast(port: int, messages: list[tuple[str, bytes]], sender: str, connections: int) -> int:
+    """(a) Pre-rendered messages over ``connections`` reused connections, nothing else."""
+    import aiosmtplib
+
+    async def one_connection(share: list[tuple[str, bytes]]) -> int:
+        client = aiosmtplib.SMTP(hostname="127.0.0.1", port=port, start_tls=False)
+        await client.connect()
+        client.transport.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        for address, raw in share:
+            await client.sendmail(sender, [address], raw)
+        await client.quit()
+        return len(share)
+
+    shares = [messages[n::connections] for n in range(connections)]
+    return sum(await asyncio.gather(*(one_connection(share) for share in shares)))
+
+
+def threaded_blast(port: int, messages: list[tuple[str, bytes]], sender: str, connections: int) -> int:
+    """(a') For reference: the same blast from smtplib in threads, a client with less per-message overhead."""
+    import threading
+
+    def one_connection(share: list[tuple[str, bytes]]) -> None:
+        with smtplib.SMTP("127.0.0.1", port) as client:
+            for address, raw in share:
+                client.sendmail(sender, [address], raw)
+
+    threads = [threading.Thread(target=one_connection, args=(messages[n::connections],)) for n in range(connections)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return len(messages)
+
+
+async def naive(port: int, messages: list[tuple[str, bytes]], sender: str) -> int:
+    """(c) One connection per message, one after another, with the same client library as (a) and (b)."""
+    import aiosmtplib
+
+    for address, raw in messages:
+        await aiosmtplib.send(raw, sender=sender, recipients=[address], hostname="127.0.0.1", port=port,
+                              start_tls=False)
+    return len(messages)
+
+
+def timed(work) -> tuple[int, float]:  # noqa: ANN001
+    start = time.perf_counter()
+    count = work()
+    return count, time.perf_counter() - start
+
+
+def run(subscribers: int, connections: int, naive_sample: int) -> dict[str, object]:
+    from bot.mailout import bulk_message_for, bulk_transport, send_mailing
+    from workflows.policy import MailboxPolicy
+
+    policy, secret, public_url = MailboxPolicy(), b"benchmark-secret", "https://pdubot.opi.mt.gov"
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        server, port = start_server(workdir)
+        try:
+            sessions, mailing_id = setup_database(workdir, subscribers)
+            message = bulk_message_for(sessions, mailing_id, policy, public_url, secret)
+            rendered = [(f"reader{n:05d}@example.org", message.personalize(f"reader{n:05d}@example.org"))
+                        for n in range(subscribers)]
+            a_count, a_seconds = timed(lambda: asyncio.run(blast(port, rendered, policy.address, connections)))
+
+            def relay():  # noqa: ANN202
+                return bulk_transport(f"smtp://127.0.0.1:{port}", workdir / "unused")
+
+            report = None
+
+            def send() -> int:
+                nonlocal report
+                report = asyncio.run(send_mailing(sessions, mailing_id, policy, public_url, secret, relay, connections))
+                return report.sent
+
+            b_count, b_seconds = timed(send)
+            sample = rendered[:naive_sample]
+            c_count, c_seconds = timed(lambda: asyncio.run(naive(port, sample, policy.address)))
+            t_count, t_seconds = timed(lambda: threaded_blast(port, rendered, policy.address, connections))
+        finally:
+            server.terminate()
+            server.wait(10)
+    rates = {"blast": a_count / a_seconds, "send": b_count / b_seconds, "naive": c_count / c_seconds,
+             "threaded_blast": t_count / t_seconds}
+    return {
+        "subscribers": subscribers,
+        "connections": connections,
+        "message_bytes": len(rendered[0][1]),
+        "delivered": {"blast": a_count, "send": b_count, "naive": c_count},
+        "seconds": {"blast": round(a_seconds, 3), "send": round(b_seconds, 3), "naive": round(c_seconds, 3),
+                    "threaded_blast": round(t_seconds, 3)},
+        "per_second": {k: round(v, 1) for k, v in rates.items()},
+        "send_vs_blast": round(rates["send"] / rates["blast"], 3),
+        "send_vs_naive": round(rates["send"] / rates["naive"], 2),
+        "send_report": report.as_json() if report else None,
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="500 subscribers, for CI")
+    parser.add_argument("--subscribers", type=int, default=None)
+    parser.add_argument("--connections", type=int, default=4)
+    parser.add_argument("--json", action="store_true", help="print the results as JSON")
+    parser.add_argument("--serve", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve:
+        serve(args.serve)
+        return 0
+    subscribers = args.subscribers or (500 if args.quick else 10_000)
+    os.environ.setdefault("LOG_LEVEL", "WARNING")
+    results = run(subscribers, args.connections, naive_sample=min(subscribers, 300 if args.quick else 1000))
+    if args.json:
+        print(json.dumps(results))
+    else:
+        rate, secs = results["per_second"], results["seconds"]
+        print(f"{subscribers} subscribers, {args.connections} connections, {results['message_bytes']} bytes a message")
+        print(f"(a) blast, pre-rendered, reused connections: {rate['blast']:8.1f} msg/s ({secs['blast']} s)")
+        print(f"(b) edition send (pdubot):                   {rate['send']:8.1f} msg/s ({secs['send']} s)")
+        print(f"(c) naive, one connection per message:      {rate['naive']:8.1f} msg/s ({secs['naive']} s, sample)")
+        print(f"(a') for reference, smtplib in threads:     {rate['threaded_blast']:8.1f} msg/s "
+              f"({secs['threaded_blast']} s)")
+        print(f"(b)/(a) = {results['send_vs_blast']}, (b)/(c) = {results['send_vs_naive']}")
+    delivered = results["delivered"]
+    return 0 if delivered["blast"] == delivered["send"] == subscribers else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
