@@ -13,6 +13,8 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from bot.cli_import import import_app
+from bot.cli_mailings import register as register_mailing_commands
 from bot.delivery import EmailDeliverer, make_transport
 from bot.ingest import find_messages
 from bot.runtime import Runtime, SchemaNotCurrent, configure_logging
@@ -32,6 +34,8 @@ app.add_typer(db_app, name="db")
 app.add_typer(outbox_app, name="outbox")
 app.add_typer(tickets_app, name="tickets")
 app.add_typer(events_app, name="events")
+app.add_typer(import_app, name="import")
+register_mailing_commands(app)
 
 err = Console(stderr=True)
 
@@ -68,7 +72,7 @@ def progress() -> Progress:
 def run(
     only: Annotated[list[Part] | None, typer.Option("--only", help="Run only these parts (repeatable).")] = None,
 ) -> None:
-    """Run the service: SMTP and IMAP intake, outbox delivery and the HTTP server, until SIGTERM or SIGINT."""
+    """Run the service: SMTP and IMAP intake, outbox delivery, the HTTP server and the scheduler, until SIGTERM."""
     rt = ready_runtime()
     asyncio.run(Service(rt, set(only or list(Part))).run())
 
@@ -129,6 +133,28 @@ def parse(
             print_json({"file": str(path), **result})
 
 
+@app.command()
+def score(
+    corpus: Annotated[Path, typer.Argument(help="A folder with emails/*.eml and expected.json.")],
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Read a corpus of emails and print kind, host/event and field accuracy against its expected readings."""
+    from workflows.scoring import score_corpus
+
+    rt = ready_runtime()
+    with rt.sessions() as session:
+        result = score_corpus(session, corpus, rt.settings.policy)
+    if as_json:
+        print_json(result.as_json())
+        return
+    for miss in result.misses:
+        typer.echo(json.dumps(miss, ensure_ascii=False, default=str))
+    typer.echo(
+        f"{result.emails} emails: kind accuracy {result.kind_accuracy:.1%}, "
+        f"host/event matches {result.match_accuracy:.1%}, field accuracy {result.field_accuracy:.1%}"
+    )
+
+
 @outbox_app.command("deliver")
 def outbox_deliver() -> None:
     """Deliver everything due in the outbox once, then exit."""
@@ -179,6 +205,79 @@ def tickets_show(number: int, as_json: Annotated[bool, typer.Option("--json")] =
         print_json(view)
         return
     typer.echo(json.dumps(view, indent=2, ensure_ascii=False, default=str))
+
+
+By = Annotated[str, typer.Option("--by", help="Who is deciding (recorded in the audit log).")]
+
+
+def decide(action: str, number: int, call: Any) -> None:
+    """Run one decision in its own transaction and say what happened."""
+    from workflows.decisions import DecisionError, Verdict
+
+    rt = ready_runtime()
+    with rt.sessions() as session:
+        try:
+            decision = call(session, rt.settings.policy)
+        except DecisionError as exc:
+            session.rollback()
+            err.print(f"[red]{exc}[/red]")
+            raise typer.Exit(1) from exc
+        session.commit()
+    if decision.verdict == Verdict.ALREADY_DECIDED:
+        err.print(f"PDU-{number} was already decided ({decision.status.value}); nothing changed")
+        return
+    err.print(f"PDU-{number} {action}: {decision.summary or decision.status.value}")
+
+
+@tickets_app.command("approve")
+def tickets_approve(number: int, by: By = "staff (command line)") -> None:
+    """Apply the ticket's change to the registry once, record it and email the host."""
+    from workflows.decisions import approve
+
+    decide("approved", number, lambda session, policy: approve(session, policy, number, by))
+
+
+@tickets_app.command("reject")
+def tickets_reject(
+    number: int,
+    by: By = "staff (command line)",
+    reason: Annotated[str, typer.Option("--reason", help="Why, in words for the host.")] = "",
+) -> None:
+    """Decide against the request and email the reason to the host."""
+    from workflows.decisions import reject
+
+    decide("rejected", number, lambda session, policy: reject(session, policy, number, by, reason))
+
+
+changes_app = typer.Typer(help="The change log staff use to update PDUPS.", no_args_is_help=True)
+app.add_typer(changes_app, name="changes")
+
+
+@changes_app.command("export")
+def changes_export(
+    since: Annotated[str, typer.Option("--since", help="YYYY-MM-DD: changes on or after this day (UTC).")],
+) -> None:
+    """Every approved registry change since a day, as CSV on stdout, one row per changed field."""
+    import csv
+    import datetime as dt
+
+    from workflows.decisions import changes_since
+
+    try:
+        start = dt.datetime.fromisoformat(since).replace(tzinfo=dt.timezone.utc)
+    except ValueError as exc:
+        err.print(f"[red]--since must be a date like 2026-11-01, not {since!r}[/red]")
+        raise typer.Exit(2) from exc
+    rt = ready_runtime()
+    writer = csv.writer(sys.stdout)
+    writer.writerow(["at", "ticket", "actor", "entity", "entity_id", "action", "field", "before", "after", "summary"])
+    with rt.sessions() as session:
+        for change in changes_since(session, start):
+            ticket = f"PDU-{Ticket(id=change.ticket_id).number}" if change.ticket_id else ""
+            for field in sorted(set(change.before) | set(change.after)) or [""]:
+                writer.writerow([change.at.isoformat(), ticket, change.actor, change.entity, change.entity_id,
+                                 change.action, field, change.before.get(field, ""), change.after.get(field, ""),
+                                 change.summary])
 
 
 @events_app.command("show")

@@ -28,5 +28,13 @@ def render(template: str, /, **context: Any) -> str:
 
 
 def render_pair(template: str, /, **context: Any) -> tuple[str, str]:
-    """The plain-text and HTML bodies of the email template ``email/<template>``."""
-    return render(f"email/{template}.txt", **context), render(f"email/{template}.html", **context)
+    """The plain-text and HTML bodies of the email template ``email/<template>``.
+
+    A template with no HTML twin gets its text set in the shared HTML layout, paragraph by paragraph and
+    escaped, so the two bodies never say different things.
+    """
+    text = render(f"email/{template}.txt", **context)
+    if (TEMPLATE_DIR / "email" / f"{template}.html").exists():
+        return text, render(f"email/{template}.html", **context)
+    paragraphs = [p.strip() for p in text.split("\n\n") if p.strip()]
+    return text, render("email/paragraphs.html", paragraphs=paragraphs, **context)

@@ -44,7 +44,7 @@ class MailFactory:
         msg["From"] = sender or self.default_from
         msg["To"] = to
         msg["Subject"] = subject
-        msg["Date"] = email.utils.format_datetime(date or dt.datetime(2026, 11, 16, 9, 0, tzinfo=dt.timezone.utc))
+        msg["Date"] = email.utils.format_datetime(date or dt.datetime.now(dt.timezone.utc))
         msg["Message-ID"] = message_id or f"<test-{n}-{id(self)}@gfps.k12.mt.us>"
         if in_reply_to:
             msg["In-Reply-To"] = in_reply_to

@@ -8,7 +8,7 @@ import email.policy
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
-from storage.enums import MessageClass, Source, TicketStatus
+from storage.enums import Channel, MessageClass, Source, TicketStatus
 from storage.mailstate import is_suppressed
 from storage.outbox import OutboxItem
 from storage.tickets import AuditEntry, Message, Ticket
@@ -28,6 +28,11 @@ def count(sessions: sessionmaker[Session], model: type) -> int:
         return int(session.scalar(sa.select(sa.func.count()).select_from(model)))
 
 
+def emails_queued(sessions: sessionmaker[Session]) -> int:
+    with sessions() as session:
+        return int(session.scalar(sa.select(sa.func.count(OutboxItem.id)).where(OutboxItem.channel == Channel.EMAIL)))
+
+
 def the_ack(sessions: sessionmaker[Session]) -> Message:
     with sessions() as session:
         return session.scalars(sa.select(Message).where(Message.direction == "out")).one()
@@ -43,7 +48,7 @@ def test_it_threads_a_reply_to_the_acknowledgement_into_the_same_ticket(sessions
     assert reply.ticket_number == first.ticket_number
     assert not reply.new_ticket
     assert count(sessions, Ticket) == 1
-    assert count(sessions, OutboxItem) == 1  # the follow-up is not acknowledged again
+    assert emails_queued(sessions) == 1  # the follow-up is not acknowledged again
 
 
 def test_it_threads_by_references_when_in_reply_to_is_missing(sessions, mail: MailFactory):
@@ -63,7 +68,7 @@ def test_it_threads_by_the_ticket_tag_in_the_subject(sessions, mail: MailFactory
 def test_it_sends_a_threaded_tagged_auto_replied_acknowledgement(sessions, mail: MailFactory):
     receipt = take(sessions, mail.raw(subject="Cancelled workshop", message_id="<orig-1@gfps.k12.mt.us>"))
     with sessions() as session:
-        body = session.scalars(sa.select(OutboxItem.body)).one()
+        body = session.scalars(sa.select(OutboxItem.body).where(OutboxItem.channel == Channel.EMAIL)).one()
     ack = email.message_from_bytes(body, policy=email.policy.default)
     assert ack["Subject"] == f"[PDU-{receipt.ticket_number}] Re: Cancelled workshop"
     assert ack["In-Reply-To"] == "<orig-1@gfps.k12.mt.us>"
@@ -81,7 +86,7 @@ def test_it_does_not_answer_an_out_of_office_reply_to_the_acknowledgement(sessio
                                   headers={"X-Auto-Response-Suppress": "All"}, body="I am out until Monday."))
     assert ooo.classification == MessageClass.AUTO_REPLY
     assert ooo.ticket_number is None
-    assert count(sessions, OutboxItem) == 1
+    assert emails_queued(sessions) == 1
     assert count(sessions, Message) == 3  # kept for the record
 
 
@@ -95,7 +100,7 @@ def test_it_recognises_every_kind_of_automatic_mail(sessions, mail: MailFactory)
     for kwargs in automatic:
         assert take(sessions, mail.raw(**kwargs)).classification == MessageClass.AUTO_REPLY, kwargs
     assert count(sessions, Ticket) == 0
-    assert count(sessions, OutboxItem) == 0
+    assert emails_queued(sessions) == 0
 
 
 def test_it_takes_auto_submitted_no_as_a_person(sessions, mail: MailFactory):
@@ -133,14 +138,14 @@ def test_it_marks_a_bounced_address_undeliverable_without_a_ticket(sessions, mai
     with sessions() as session:
         assert is_suppressed(session, "gone@school.k12.mt.us")
     take(sessions, mail.raw(sender="gone@school.k12.mt.us"))
-    assert count(sessions, OutboxItem) == 0  # never mail an undeliverable address
+    assert emails_queued(sessions) == 0  # never mail an undeliverable address
 
 
 def test_it_limits_acknowledgements_per_sender_per_hour(sessions, mail: MailFactory):
     for n in range(6):
         take(sessions, mail.raw(subject=f"Question {n}"))
     assert count(sessions, Ticket) == 6
-    assert count(sessions, OutboxItem) == POLICY.ack_limit_per_hour
+    assert emails_queued(sessions) == POLICY.ack_limit_per_hour
 
 
 def test_it_dedupes_a_message_without_message_id_by_its_content(sessions, mail: MailFactory):
@@ -163,7 +168,7 @@ def test_it_reopens_an_answered_ticket_when_the_host_writes_again(sessions, mail
         ticket = session.get(Ticket, Ticket.id_for_number(first.ticket_number))
         assert ticket.status == TicketStatus.OPEN
         actions = list(session.scalars(sa.select(AuditEntry.action).where(AuditEntry.ticket_id == ticket.id)))
-    assert actions == ["created", "message", "status"]
+    assert actions == ["created", "status", "message", "status"]
 
 
 def test_it_keeps_attachments_with_their_hash_and_size(sessions, mail: MailFactory):
@@ -180,4 +185,4 @@ def test_it_keeps_attachments_with_their_hash_and_size(sessions, mail: MailFacto
 def test_it_skips_acknowledgements_for_backfill(sessions, mail: MailFactory):
     receipt = receive(sessions, mail.raw(), Source.FILE, POLICY, acknowledge_host=False)
     assert receipt.new_ticket and not receipt.acknowledged
-    assert count(sessions, OutboxItem) == 0
+    assert emails_queued(sessions) == 0

@@ -28,7 +28,7 @@ def queue_acks(sessions: sessionmaker[Session], mail: MailFactory, count: int = 
 
 def statuses(sessions: sessionmaker[Session]) -> list[OutboxStatus]:
     with sessions() as session:
-        return list(session.scalars(sa.select(OutboxItem.status).order_by(OutboxItem.id)))
+        return list(session.scalars(sa.select(OutboxItem.status).where(OutboxItem.channel == Channel.EMAIL).order_by(OutboxItem.id)))
 
 
 def deliver(sessions: sessionmaker[Session], port: int) -> int:
@@ -44,7 +44,7 @@ def deliver(sessions: sessionmaker[Session], port: int) -> int:
 
 def make_due_now(sessions: sessionmaker[Session]) -> None:
     with sessions() as session:
-        session.execute(sa.update(OutboxItem).values(next_attempt_at=utcnow()))
+        session.execute(sa.update(OutboxItem).where(OutboxItem.channel == Channel.EMAIL).values(next_attempt_at=utcnow()))
         session.commit()
 
 
@@ -78,7 +78,7 @@ def test_it_keeps_a_5xx_reply_as_a_visible_failure(sessions, mail):
         make_due_now(sessions)
         deliver(sessions, port)
     with sessions() as session:
-        item = session.scalars(sa.select(OutboxItem)).one()
+        item = session.scalars(sa.select(OutboxItem).where(OutboxItem.channel == Channel.EMAIL)).one()
     assert item.status == OutboxStatus.FAILED
     assert "554" in item.last_error
     assert relay.received == []

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.smtp_intake import MailboxHandler, start_smtp_server
-from storage.enums import TicketKind
+from storage.enums import Channel, TicketKind
 from storage.outbox import OutboxItem
 from storage.tickets import Message, Ticket
 from tests.factories import MAILBOX, MailFactory
@@ -55,7 +55,7 @@ def test_it_turns_an_email_into_a_ticket_and_an_acknowledgement(smtp, sessions, 
 
     with sessions() as session:
         ticket = session.scalars(sa.select(Ticket)).one()
-        ack = session.scalars(sa.select(OutboxItem)).one()
+        ack = session.scalars(sa.select(OutboxItem).where(OutboxItem.channel == Channel.EMAIL)).one()
         inbound = session.scalars(sa.select(Message).where(Message.direction == "in")).one()
         assert ticket.requester == "jdoe@gfps.k12.mt.us"
         assert inbound.raw.startswith(b"From: Jane Doe")
@@ -110,7 +110,7 @@ def test_it_stores_a_message_delivered_twice_once(smtp, sessions, mail: MailFact
     with sessions() as session:
         assert session.scalar(sa.select(sa.func.count(Message.id)).where(Message.direction == "in")) == 1
         assert session.scalar(sa.select(sa.func.count(Ticket.id))) == 1
-        assert session.scalar(sa.select(sa.func.count(OutboxItem.id))) == 1
+        assert session.scalar(sa.select(sa.func.count(OutboxItem.id)).where(OutboxItem.channel == Channel.EMAIL)) == 1
 
 
 def test_it_keeps_garbage_as_an_unreadable_ticket(smtp, sessions):
@@ -121,4 +121,4 @@ def test_it_keeps_garbage_as_an_unreadable_ticket(smtp, sessions):
         ticket = session.scalars(sa.select(Ticket)).one()
         assert ticket.kind == TicketKind.UNREADABLE
         assert ticket.reason
-        assert session.scalar(sa.select(sa.func.count(OutboxItem.id))) == 0
+        assert session.scalar(sa.select(sa.func.count(OutboxItem.id)).where(OutboxItem.channel == Channel.EMAIL)) == 0

@@ -35,7 +35,13 @@ _PATTERNS = (
     re.compile(r"\b(?:on|the)\s+(?P<ordinal>[12]\d|3[01]|[1-9])(?:st|nd|rd|th)\b", re.IGNORECASE),
     # yesterday, today, tomorrow
     re.compile(r"\b(?P<relative>yesterday|today|tonight|tomorrow)\b", re.IGNORECASE),
+    # "last Thursday", "this past Monday", "Friday's training": the most recent such day
+    re.compile(
+        r"\b(?:(?P<when>last|this past|next|this coming)\s+)?(?P<weekday>monday|tuesday|wednesday|thursday|friday|saturday|sunday)(?:'s)?\b",
+        re.IGNORECASE,
+    ),
 )
+WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 RELATIVE_DAYS = {"yesterday": -1, "today": 0, "tonight": 0, "tomorrow": 1}
 
 
@@ -70,6 +76,20 @@ def nearest_day_of_month(day: int, sent_on: dt.date) -> dt.date | None:
     return min(candidates, key=lambda d: abs((d - sent_on).days), default=None)
 
 
+def weekday_date(weekday: str, when: str, sent_on: dt.date) -> dt.date:
+    """"last Thursday" is the most recent Thursday before the sending day; "next Thursday" the first after.
+
+    A bare weekday is read as the most recent one (hosts mostly write about what already happened).
+    """
+    target = WEEKDAYS.index(weekday)
+    if when in ("next", "this coming"):
+        return sent_on + dt.timedelta(days=(target - sent_on.weekday() - 1) % 7 + 1)
+    back = (sent_on.weekday() - target) % 7
+    if when in ("last", "this past") and back == 0:
+        back = 7
+    return sent_on - dt.timedelta(days=back)
+
+
 def _on(month: int, day: int, year: int | None, sent_on: dt.date) -> dt.date | None:
     if year is None:
         return nearest_year(month, day, sent_on)
@@ -91,7 +111,7 @@ def find_dates(text: str, sent_on: dt.date) -> list[DateMention]:
     """Every date or date range in ``text``, in the order written, without overlaps."""
     found: list[DateMention] = []
     taken: list[range] = []
-    for pattern in _PATTERNS:
+    for pattern in _PATTERNS:  # ordered from most to least specific, so a written date wins over its weekday
         for match in pattern.finditer(text):
             span = range(match.start(), match.end())
             if any(span.start < t.stop and t.start < span.stop for t in taken):
@@ -100,13 +120,29 @@ def find_dates(text: str, sent_on: dt.date) -> list[DateMention]:
             if mention is not None:
                 found.append(mention)
                 taken.append(span)
-    return sorted(found, key=lambda m: m.at)
+    return _without_restated_weekdays(sorted(found, key=lambda m: m.at), text)
+
+
+def _without_restated_weekdays(mentions: list[DateMention], text: str) -> list[DateMention]:
+    """"Tuesday 10/13" and "Oct 13 (Tuesday)" name one day: the written date stands, the weekday goes."""
+    kept: list[DateMention] = []
+    for n, mention in enumerate(mentions):
+        if mention.text.lower().rstrip("'s") in WEEKDAYS or re.match(r"(?i)(?:last|this past|next|this coming)\s", mention.text):
+            neighbours = mentions[max(0, n - 1) : n] + mentions[n + 1 : n + 2]
+            if any(abs(other.at - (mention.at + len(mention.text))) <= 3 or abs(mention.at - (other.at + len(other.text))) <= 3
+                   for other in neighbours):
+                continue
+        kept.append(mention)
+    return kept
 
 
 def _mention(match: re.Match[str], sent_on: dt.date) -> DateMention | None:
     groups = match.groupdict()
     if groups.get("relative"):
         day = sent_on + dt.timedelta(days=RELATIVE_DAYS[groups["relative"].lower()])
+        return DateMention(day, day, match.start(), match.group(0))
+    if groups.get("weekday"):
+        day = weekday_date(groups["weekday"].lower(), (groups.get("when") or "").lower(), sent_on)
         return DateMention(day, day, match.start(), match.group(0))
     if groups.get("ordinal"):
         day = nearest_day_of_month(int(groups["ordinal"]), sent_on)

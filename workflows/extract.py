@@ -45,8 +45,24 @@ def number_value(text: str) -> int | None:
     return total + current
 
 
+ABBREVIATIONS = frozenset(
+    """dr mr mrs ms prof st ave rd blvd no vs etc jan feb mar apr jun jul aug sep sept oct nov dec
+    mon tue tues wed thu thur thurs fri sat sun a.m p.m approx dept inc""".split()
+)
+
+
 def sentences(text: str) -> list[str]:
-    return [s.strip() for s in _SENTENCE_END.split(text) if s and s.strip()]
+    """The text's sentences. "Dr. Amy Chen" and "Oct. 9" do not end one."""
+    merged: list[str] = []
+    for part in (p.strip() for p in _SENTENCE_END.split(text)):
+        if not part:
+            continue
+        last_word = merged[-1].rsplit(None, 1)[-1].rstrip(".").lower() if merged else ""
+        if merged and merged[-1].endswith(".") and (last_word in ABBREVIATIONS or len(last_word) == 1):
+            merged[-1] = f"{merged[-1]} {part}"
+        else:
+            merged.append(part)
+    return merged
 
 
 def emails_in(text: str) -> list[str]:
@@ -113,7 +129,8 @@ def person_names(text: str) -> list[str]:
             words.pop(0)
         while words and words[-1] in NOT_NAME_WORDS:
             words.pop()
-        if len(words) >= 2 and not any(w in NOT_NAME_WORDS for w in words):
+        # Interior words may look like place words: Wanda Big Spring, Kendra Running Crane.
+        if len(words) >= 2 and sum(w in NOT_NAME_WORDS for w in words) * 2 < len(words):
             name = " ".join(words)
             if name not in names:
                 names.append(name)
@@ -171,8 +188,9 @@ def split_sign_off(text: str, sender_name: str) -> tuple[str, str]:
 
 
 ORGANISATION = re.compile(
-    r"\b((?:[A-Z][\w&'’-]*(?:\.[A-Z]\.?)?[ \t]+){1,6}(?:Public Schools|School District(?: No\.? ?\d+)?|Schools|College|University|"
-    r"Cooperative|Co-op|Consortium|Association|Museum|Center|Academy|Society|Alliance|CSPD|Institute|Foundation))\b"
+    r"\b((?:(?:[A-Z][\w&'’-]*(?:\.[A-Z]\.?)?|of|and|for|the|&)[ \t]+){1,7}(?:Public Schools|School District(?: No\.? ?\d+)?|Schools|College|University|"
+    r"Cooperative|Co-op|Consortium|Association|Museum|Center|Academy|Society|Alliance|CSPD|Institute|Foundation|"
+    r"Superintendent of Schools))\b"
 )
 
 
@@ -180,7 +198,7 @@ def organisations_in(text: str) -> list[str]:
     """Organisation names written out in full ("Park County Special Education Cooperative")."""
     found: list[str] = []
     for match in (m for sentence in sentences(text) for m in ORGANISATION.finditer(sentence)):
-        name = re.sub(r"^(?:The|At|From|For|With|In|Our|I|We|Retired|Teacher|Director)\s+", "", match.group(1).strip())
+        name = re.sub(r"^(?:(?:The|At|From|For|With|In|Our|I|I'm|I’m|We|Retired|Teacher|Director|of|and|for|the)\s+)+", "", match.group(1).strip())
         if name not in found:
             found.append(name)
     return found

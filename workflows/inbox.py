@@ -17,28 +17,26 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from storage.base import utcnow
-from storage.enums import Direction, MessageClass, Source, TicketKind, TicketStatus, can_move
-from storage.mailstate import is_suppressed, suppress
-from storage.outbox import count_recent
-from storage.tickets import Attachment, AuditEntry, Message, Ticket
+from storage.enums import Direction, MessageClass, Source, TicketKind, TicketStatus
+from storage.mailstate import suppress
+from storage.outbox import OutboxItem
+from storage.tickets import Attachment, Message, Ticket
 from workflows.conversation import find_ticket
 from workflows.nonrequest import Verdict, classify
-from workflows.outgoing import Draft, queue_email
 from workflows.parsing import ParsedMail, parse_message
 from workflows.policy import MailboxPolicy
 from workflows.reading import Reading, read
+from workflows.routing import notify_staff_of_new, route_follow_up, route_new
+from workflows.ticket_actions import SYSTEM_ACTOR, audit, move_ticket
 
 logger = logging.getLogger(__name__)
 
-SYSTEM_ACTOR = "pdubot"
 NON_REQUEST_KINDS = {
     MessageClass.AUTO_REPLY: TicketKind.AUTO_REPLY,
     MessageClass.OWN: TicketKind.AUTO_REPLY,
     MessageClass.BOUNCE: TicketKind.BOUNCE,
     MessageClass.UNREADABLE: TicketKind.UNREADABLE,
 }
-ACK_KIND = "ack"
-
 
 @dataclass(frozen=True)
 class Receipt:
@@ -127,14 +125,38 @@ def _process(
     if verdict.classification != MessageClass.REQUEST:
         record_non_request(session, verdict)
         return Receipt(message.id, verdict.classification)
+    quiet = not acknowledge_host or is_old(parsed, policy)
     ticket = find_ticket(session, parsed)
     if ticket is not None:
         add_follow_up(session, ticket, message)
+        if not quiet:
+            route_follow_up(session, policy, ticket, message, parsed)
         return Receipt(message.id, verdict.classification, ticket.number)
     reading = read(session, parsed)
     ticket = open_ticket(session, message, reading)
-    acknowledged = acknowledge_host and acknowledge(session, policy, ticket, message, reading)
-    return Receipt(message.id, verdict.classification, ticket.number, new_ticket=True, acknowledged=acknowledged)
+    if quiet:
+        file_quietly(session, ticket, reading)
+    else:
+        route_new(session, policy, ticket, message, reading)
+    return Receipt(message.id, verdict.classification, ticket.number, new_ticket=True,
+                   acknowledged=was_acknowledged(session, message))
+
+
+def is_old(parsed: ParsedMail, policy: MailboxPolicy) -> bool:
+    """Mail written days ago (a backlog found on first start, a backfill) is filed, never answered."""
+    if parsed.date is None:
+        return False
+    return utcnow() - parsed.date > dt.timedelta(days=policy.answer_within_days)
+
+
+def file_quietly(session: Session, ticket: Ticket, reading: Reading) -> None:
+    move_ticket(session, ticket, reading.status, SYSTEM_ACTOR, "filed without answering the host")
+    notify_staff_of_new(session, ticket)
+
+
+def was_acknowledged(session: Session, message: Message) -> bool:
+    session.flush()
+    return session.scalar(sa.select(OutboxItem.id).where(OutboxItem.dedupe_key == f"ack:{message.id}")) is not None
 
 
 def store_inbound(
@@ -176,41 +198,10 @@ def record_non_request(session: Session, verdict: Verdict) -> None:
         suppress(session, address, f"bounced: {verdict.reason}")
 
 
-def audit(
-    session: Session,
-    ticket: Ticket | None,
-    action: str,
-    actor: str = SYSTEM_ACTOR,
-    before: dict | None = None,
-    after: dict | None = None,
-    detail: str = "",
-) -> None:
-    session.add(
-        AuditEntry(
-            ticket_id=ticket.id if ticket else None,
-            actor=actor,
-            action=action,
-            before=before or {},
-            after=after or {},
-            detail=detail,
-        )
-    )
-
-
-def move_ticket(session: Session, ticket: Ticket, target: TicketStatus, actor: str, detail: str = "") -> bool:
-    """Move ``ticket`` to ``target`` when the transition table allows it, and audit the move."""
-    if ticket.status == target or not can_move(ticket.status, target):
-        return False
-    before = ticket.status
-    ticket.status = target
-    audit(session, ticket, "status", actor, {"status": before.value}, {"status": target.value}, detail)
-    return True
-
-
 def open_ticket(session: Session, message: Message, reading: Reading) -> Ticket:
     ticket = Ticket(
         kind=reading.kind,
-        status=reading.status,
+        status=TicketStatus.NEW,
         host_id=reading.host_id,
         event_id=reading.event_id,
         requester=message.from_addr,
@@ -242,6 +233,7 @@ def open_unreadable_ticket(session: Session, message: Message, reason: str) -> T
     message.ticket = ticket
     session.flush()
     audit(session, ticket, "created", SYSTEM_ACTOR, detail=reason)
+    notify_staff_of_new(session, ticket)
     return ticket
 
 
@@ -259,39 +251,8 @@ def quarantine(
 
 
 def add_follow_up(session: Session, ticket: Ticket, message: Message) -> None:
-    """A host's reply joins its ticket; a ticket that waited on the host goes back in front of staff."""
+    """A host's reply joins its ticket; what it does to the ticket is decided by ``route_follow_up``."""
     message.ticket = ticket
     audit(session, ticket, "message", f"host:{message.from_addr}", detail=f"message {message.message_id}")
-    if ticket.status in (TicketStatus.NEEDS_INFO, TicketStatus.WAITING_ON_HOST, TicketStatus.ANSWERED):
-        move_ticket(session, ticket, TicketStatus.OPEN, SYSTEM_ACTOR, "the host wrote again")
 
 
-def may_acknowledge(session: Session, policy: MailboxPolicy, address: str) -> bool:
-    """Never answer the mailbox itself, an undeliverable address, or a sender already answered often this hour."""
-    if not address or address in policy.addresses or is_suppressed(session, address):
-        return False
-    since = utcnow() - dt.timedelta(hours=1)
-    return count_recent(session, address, ACK_KIND, since) < policy.ack_limit_per_hour
-
-
-def acknowledge(session: Session, policy: MailboxPolicy, ticket: Ticket, message: Message, reading: Reading) -> bool:
-    if not may_acknowledge(session, policy, message.from_addr):
-        audit(session, ticket, "ack_skipped", detail=f"no acknowledgement to {message.from_addr or 'no sender'}")
-        return False
-    draft = Draft(
-        to=message.from_addr,
-        subject=message.subject,
-        template="ack",
-        context={
-            "name": message.from_name,
-            "understood": reading.understood,
-            "missing": reading.missing,
-            "next_step": reading.next_step,
-        },
-        kind=ACK_KIND,
-        parent=message,
-        auto_submitted="auto-replied",
-        dedupe_key=f"ack:{message.id}",
-    )
-    queue_email(session, policy, draft, ticket)
-    return True

@@ -83,14 +83,18 @@ class RegistryIndex:
     by_acronym: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
     by_word: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
     contacts: dict[str, str] = field(default_factory=dict)  # host_id -> contact address
+    by_username: dict[str, str] = field(default_factory=dict)  # lower-cased username -> host_id
 
     @classmethod
     def build(cls, session: Session) -> RegistryIndex:
         index = cls()
         for host in session.scalars(sa.select(Host)):
             index.add_host(host)
-        for email, host_id in session.execute(sa.select(User.email, User.host_id).where(User.status == "active")):
+        for username, email, host_id in session.execute(
+            sa.select(User.username, User.email, User.host_id).where(User.status == "active")
+        ):
             index.add_address(email, host_id)
+            index.by_username[username.lower()] = host_id
         return index
 
     def add_host(self, host: Host) -> None:
@@ -115,6 +119,20 @@ class RegistryIndex:
         if domain not in PUBLIC_DOMAINS:
             self.by_domain[domain].add(host_id)
 
+    def _candidates(self, words: set[str], limit: int = 25) -> list[str]:
+        """Hosts sharing the most telling words with the text; only these are fuzzy-compared.
+
+        A word shared by many hosts ("reading", a town name) says little, so each shared word counts
+        by how rare it is among host names, and only the best ``limit`` hosts go on.
+        """
+        weight: dict[str, float] = defaultdict(float)
+        for word in words:
+            hosts = self.by_word.get(word)
+            if hosts:
+                for host_id in hosts:
+                    weight[host_id] += 1.0 / len(hosts)
+        return sorted(weight, key=weight.__getitem__, reverse=True)[:limit]
+
     def hosts_for_address(self, address: str) -> set[str]:
         return set(self.by_address.get(address.lower(), ()))
 
@@ -137,20 +155,34 @@ class RegistryIndex:
         for short in self._acronyms_in(text, folded):
             for host_id in self.by_acronym.get(short, ()):
                 scores[host_id] = max(scores.get(host_id, 0), 92 + min(len(short), 8) / 2)
-        candidates = set().union(*(self.by_word.get(w, set()) for w in words)) if words else set()
-        for host_id in candidates:
-            score = fuzz.partial_ratio(self.names[host_id], folded)
+        for host_id in self._candidates(words):
+            score = max(fuzz.partial_ratio(self.names[host_id], folded), _name_coverage(self.names[host_id], words))
             if score >= HOST_NAME_THRESHOLD:
                 # A longer name matched as well is the more specific host ("Montana State University Billings").
                 score += min(len(self.names[host_id]), 60) / 20
                 scores[host_id] = max(scores.get(host_id, 0), score)
         return sorted(scores.items(), key=lambda item: -item[1])
 
+    def hosts_of_usernames_in(self, text: str) -> set[str]:
+        """Hosts whose users' usernames the text gives ("my username is PSullivan", "OPI\\DWagner")."""
+        tokens = re.findall(r"(?<![\w@.])[A-Z][A-Za-z'-]{2,30}\d{0,2}\b", text)
+        return {self.by_username[t.lower()] for t in tokens if t.lower() in self.by_username and any(c.isupper() for c in t[1:])}
+
     def _acronyms_in(self, text: str, folded: str) -> set[str]:
         found = {m.group(0).lower() for m in _CAPS.finditer(text) if sum(c.isupper() for c in m.group(0)) >= 2}
         for match in re.finditer(r"\b(region [ivx]+|district \d+) ([a-z]{2,6})\b", folded):
             found.add(f"{match.group(1)} {match.group(2)}")
         return {f for f in found if f in self.by_acronym}
+
+
+def _name_coverage(name: str, words: set[str]) -> float:
+    """How much of a host's name the text contains, its telling words counting most: "Butte School
+    District" names "Butte School District No. 1" though the number is left off."""
+    weights = {w: (0.3 if w.isdigit() or w == "no" else 1.0 if w in GENERIC_WORDS else 3.0) for w in name.split()}
+    if not any(w not in GENERIC_WORDS and not w.isdigit() for w in weights):
+        return 0.0
+    found = sum(weight for w, weight in weights.items() if w in words)
+    return 100.0 * found / sum(weights.values())
 
 
 _cache_lock = threading.Lock()
@@ -187,13 +219,16 @@ class HostMatch:
 def match_host(index: RegistryIndex, sender: str, text: str) -> HostMatch:
     """The host a message is about, trying the sender, the domain and then the text."""
     on_file = index.hosts_for_address(sender)
-    named = index.hosts_named_in(text)
     if len(on_file) == 1:
         return HostMatch(next(iter(on_file)), "sender", True)
+    named = index.hosts_named_in(text)
     if len(on_file) > 1:  # a person on file for several hosts: the text says which
         for host_id, _ in named:
             if host_id in on_file:
                 return HostMatch(host_id, "sender", True)
+    by_username = index.hosts_of_usernames_in(text)
+    if len(by_username) == 1:
+        return HostMatch(next(iter(by_username)), "username", False)
     by_domain = index.hosts_for_domain(sender)
     if named and named[0][0] in by_domain:
         return HostMatch(named[0][0], "domain", False)
@@ -234,23 +269,39 @@ TITLE_STOP_WORDS = GENERIC_WORDS | frozenset("with from into your our part sessi
 
 
 def match_event(
-    events: list[Event], text: str, mentions: list[DateMention], sent_on: dt.date, prefer_ended: bool
+    events: list[Event],
+    text: str,
+    mentions: list[DateMention],
+    sent_on: dt.date,
+    prefer_ended: bool,
+    focus: str = "",
+    awaiting_count: bool = False,
 ) -> EventMatch:
-    """The host's event the text is about: by title (fuzzy or partial), the dates and the place it mentions."""
+    """The host's event the text is about: by title (fuzzy or partial), the dates and the place it mentions.
+
+    ``focus`` is the sentence that makes the request: an event named there beats one named in passing.
+    ``awaiting_count`` favours ended events with no count yet, the ones a count is usually for.
+    """
     folded = fold(text)
     words = set(folded.split())
+    focus_folded = fold(focus)
+    focus_words = set(focus_folded.split())
     rarity = _word_rarity(events)
     ranked: list[tuple[float, str, Event]] = []
     for event in events:
-        title_score = _title_score(event.title, folded, words, rarity)
+        title_score = _title_score(event.title, folded, words, rarity, len(events))
         date_score = _date_score(event, mentions)
         score = title_score + date_score + _kind_of_event_bonus(event.title, words)
         if title_score:
             score += _first_mention_bonus(event.title, folded)
+        if focus_folded and title_score and _title_score(event.title, focus_folded, focus_words, rarity, len(events)) >= 70:
+            score += 15
         if event.city and fold(event.city) in words:
             score += 8
         if prefer_ended and event.end_date <= sent_on:
             score += 4
+        if awaiting_count and event.end_date <= sent_on and event.certificates_issued is None:
+            score += 10
         if event.status == EventStatus.CANCELLED:
             score -= 10
         ranked.append((score, "title" if title_score >= date_score else "date", event))
@@ -276,7 +327,7 @@ def _word_rarity(events: list[Event]) -> dict[str, float]:
     return {word: 1.0 + total / n for word, n in counts.items()}
 
 
-def _title_score(title: str, folded_text: str, words: set[str], rarity: dict[str, float]) -> float:
+def _title_score(title: str, folded_text: str, words: set[str], rarity: dict[str, float], total: int = 1) -> float:
     """Up to 100: the whole title, its most specific part (after a colon), or its telling words."""
     parts = [fold(title)] + [fold(p) for p in re.split(r"[:–—]| - ", title)[1:] if len(p.split()) >= 2]
     partial = max((fuzz.partial_ratio(part, folded_text) for part in parts if part), default=0)
@@ -287,7 +338,19 @@ def _title_score(title: str, folded_text: str, words: set[str], rarity: dict[str
     weight = sum(rarity.get(w, 1.0) for w in title_words)
     found = sum(rarity.get(w, 1.0) for w in title_words if w in words or _near_word(w, words))
     overlap = found / weight
-    return max(partial, 95 * overlap if overlap >= 0.45 else 0.0)
+    return max(partial, 95 * overlap if overlap >= 0.45 else 0.0, _phrase_score(title, folded_text, rarity, total))
+
+
+def _phrase_score(title: str, folded_text: str, rarity: dict[str, float], total: int) -> float:
+    """Two telling title words written together ("the co-teaching one") name the event well enough.
+
+    Words found in most of the host's titles (often its own name, "Small Schools ...") tell nothing.
+    """
+    folded_title = fold(title).split()
+    # rarity is 1 + titles / titles-with-the-word, so above 3 the word is in fewer than half the titles
+    telling = {w for w in folded_title if rarity.get(w, 1.0) > 3.0 and w not in TITLE_STOP_WORDS}
+    pairs = [f"{a} {b}" for a, b in zip(folded_title, folded_title[1:]) if {a, b} & telling]
+    return 72.0 if any(f" {pair} " in f" {folded_text} " for pair in pairs) else 0.0
 
 
 def _near_word(word: str, words: set[str]) -> bool:

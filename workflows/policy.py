@@ -12,6 +12,8 @@ class MailboxPolicy:
     aliases: tuple[str, ...] = ("OIPDUPS@mt.gov", "OPIRUPS@mt.gov")
     display_name: str = "OPI PDUPS"
     ack_limit_per_hour: int = 3  # two robots answering each other stop after this many
+    answer_within_days: int = 3  # older mail (a backlog, a backfill) is filed quietly, never answered
+    auto_record_counts: bool = True  # a count from the host's own people is recorded without approval
     timezone: ZoneInfo = field(default_factory=lambda: ZoneInfo("America/Denver"))
 
     @property

@@ -20,8 +20,8 @@ from workflows.dates import find_dates, join_ranges
 from workflows.kinds import all_specs, spec_for
 from workflows.kinds.base import QUESTIONS, Context, KindSpec
 from workflows.eligibility import hints_for
-from workflows.extract import split_sign_off, unwrap
-from workflows.matching import HostMatch, events_by_id, host_events, match_event, match_host, registry_index
+from workflows.extract import labelled, sentences, split_sign_off, unwrap
+from workflows.matching import EventMatch, HostMatch, events_by_id, host_events, match_event, match_host, registry_index
 from workflows.parsing import ParsedMail
 
 MOUNTAIN = ZoneInfo("America/Denver")
@@ -114,6 +114,10 @@ def build_context(session: Session, parsed: ParsedMail) -> Context:
     # The signature often names the organisation; it is read for the host, never for the request.
     host_text = f"{subject}\n{ctx.body}\n{ctx.sign_off}\n{parsed.signature}"
     ctx.host_match = match_host(index, parsed.from_addr, host_text)
+    stated = labelled(ctx.body, "organization", "organisation", "provider name", "provider", "host name")
+    if stated and ctx.host_match.how == "text" and not index.hosts_named_in(stated):
+        # The writer says outright which organisation they are; a host mentioned elsewhere is not it.
+        ctx.host_match = HostMatch(None, "", False)
     ctx.mentions = join_ranges(find_dates(ctx.text, day), ctx.text)
     _resolve_host(ctx)
     return ctx
@@ -146,29 +150,54 @@ def choose_kind(ctx: Context) -> tuple[KindSpec, float]:
 
 def confidence_from(best: float, second: float) -> float:
     """Strong evidence and a clear lead both raise confidence; each alone is not enough."""
-    strength = min(1.0, best / 6.0)
-    lead = min(1.0, (best - second) / 3.0)
+    strength = min(1.0, best / 4.0)
+    lead = min(1.0, (best - second) / 2.0)
     return round(strength * (0.4 + 0.6 * lead), 3)
 
 
 def attach_event(ctx: Context, spec: KindSpec) -> None:
     if not spec.about_event or ctx.event is not None or not ctx.host_events:
         return
-    found = match_event(ctx.host_events, ctx.text, ctx.mentions, ctx.sent_on, spec.prefer_ended)
+    focus = request_sentences(ctx, spec)
+    awaiting = spec.kind == TicketKind.CERTIFICATE_COUNT
+    found = match_event(ctx.host_events, ctx.text, ctx.mentions, ctx.sent_on, spec.prefer_ended, focus, awaiting)
+    if focus:
+        # The sentence that makes the request names its event better than anything said in passing.
+        focus_mentions = join_ranges(find_dates(focus, ctx.sent_on), focus)
+        in_focus = match_event(ctx.host_events, focus, focus_mentions, ctx.sent_on, spec.prefer_ended, focus, awaiting)
+        if in_focus.event is not None and in_focus.lead >= 10:
+            ctx.event, ctx.event_how = in_focus.event, in_focus.how
+            return
     if ctx.is_reply:
         # A reply's subject names the old conversation's event; what the host wrote now comes first.
         body_mentions = join_ranges(find_dates(ctx.body, ctx.sent_on), ctx.body)
-        from_body = match_event(ctx.host_events, ctx.body, body_mentions, ctx.sent_on, spec.prefer_ended)
+        from_body = match_event(ctx.host_events, ctx.body, body_mentions, ctx.sent_on, spec.prefer_ended, focus, awaiting)
         found = from_body if from_body.event is not None else found
     if found.event is None and ctx.context_text:
         # "We never held this one": the event is named only in the reminder being answered. Take it from
         # the quoted text when that names one event clearly, never when it lists several alike.
         quoted = f"{ctx.subject}\n{ctx.context_text[:4000]}"
         mentions = join_ranges(find_dates(quoted, ctx.sent_on), quoted)
-        found = match_event(ctx.host_events, quoted, mentions, ctx.sent_on, spec.prefer_ended)
+        found = match_event(ctx.host_events, quoted, mentions, ctx.sent_on, spec.prefer_ended, awaiting_count=awaiting)
         if found.lead < 15:
-            return
+            found = EventMatch(None, 0.0, "")
+    if found.event is None:
+        found = only_candidate(ctx, spec)
     ctx.event, ctx.event_how = found.event, found.how
+
+
+def only_candidate(ctx: Context, spec: KindSpec) -> EventMatch:
+    """A single-event host, or a host with one ended event still owing a count, has only one event to mean."""
+    events = ctx.host_events
+    if spec.kind == TicketKind.CERTIFICATE_COUNT:
+        events = [e for e in events if e.end_date <= ctx.sent_on and e.certificates_issued is None]
+    return EventMatch(events[0], 60.0, "only") if len(events) == 1 else EventMatch(None, 0.0, "")
+
+
+def request_sentences(ctx: Context, spec: KindSpec) -> str:
+    """The sentences of the new text that carry the kind's own cues: where the request is made."""
+    chosen = [s for s in sentences(ctx.body) if any(c.weight > 0 and c.pattern.search(s) for c in spec.cues)]
+    return " ".join(chosen)
 
 
 def flags_for(ctx: Context, spec: KindSpec) -> list[str]:

@@ -22,7 +22,7 @@ DETAIL = r"(?:phone|number|line|address|email|e-mail|contact|account manager|nam
 CUES: tuple[Cue, ...] = (
     cue(rf"\b(?:new|change|changed|update|updated|different|correct)\b.{{0,40}}\b{DETAIL}\b", 2.0),
     cue(r"\bmoved (?:our )?offices?\b|\bwe(?:'ve| have)? moved\b|\bnew (?:main|office|direct) (?:number|line|phone)\b|\bname change\b|\bchanged? (?:our|its) name\b|\bvoted to change\b", 2.5),
-    cue(r"\bnew (?:account )?(?:manager|contact)\b|\b(?:change|update)\w*\b.{0,30}\b(?:account (?:manager|contact)|contact (?:person|on file))\b|\btake over as\b|\bhost (?:name|account|information)\b", 2.5),
+    cue(r"\bnew (?:account )?(?:manager|contact)\b|\b(?:change|update)\w*\b.{0,30}\b(?:account (?:manager|contact)|contact (?:person|on file))\b|\btak(?:e|ing) over as\b|\bhost (?:name|account|information)\b", 2.5),
     cue(r"\baccount (?:manager|contact)\b", 1.0),
     cue(rf"\b{DETAIL}\b.{{0,30}}\b(?:has |have |is |was )?(?:changed|changing|moved)\b", 2.0),
     cue(r"\bupdate (?:it |this )?(?:on |in )?(?:my|our|the) (?:pdups |rups )?(?:account|user|profile|info\w*|record)\b", 2.0),
@@ -38,21 +38,29 @@ def _is_contact(ctx: Context, address: str) -> bool:
 
 
 def new_contact(ctx: Context) -> dict[str, str]:
-    if not re.search(r"\baccount (?:manager|contact)\b|\bcontact (?:person|on file|to)\b|\btake over as\b|\bnew contact\b", ctx.body, re.IGNORECASE):
+    asks = r"\bnew (?:account )?(?:manager|contact)\b|\b(?:change|update|switch)\w*\b.{0,40}\b(?:account (?:manager|contact)|contact (?:person|on file))\b|\btak(?:e|ing) over as\b|\bcontact (?:should|to) be\b|\bwill be (?:our|the) (?:new )?(?:account )?(?:manager|contact)\b"
+    if not re.search(asks, ctx.body, re.IGNORECASE):
         return {}
-    person = person_in(ctx, ctx.body)
+    if re.search(r"\bI(?:'m| am| will be)\b.{0,30}\b(?:taking over|the new)\b", ctx.body, re.IGNORECASE):
+        # The writer is the new manager: their own details, as they set them out or as they write.
+        phones = phones_in(f"{ctx.body}\n{ctx.sign_off}")
+        given = emails_in(labelled(ctx.body, "email", "e-mail") or "")
+        person = {"name": labelled(ctx.body, "full name", "name") or ctx.sender_name,
+                  "email": given[0] if given else ctx.sender, "phone": phones[0] if phones else None}
+    else:
+        person = person_in(ctx, ctx.body)
     found = {"contact_name": person["name"], "contact_email": person["email"], "contact_phone": person["phone"]}
     return {k: v for k, v in found.items() if v}
 
 
 def new_name(ctx: Context) -> str | None:
     for sentence in sentences(ctx.body):
-        if not re.search(r"\bname\b|\bis now\b|\brenamed\b|\bnow called\b", sentence, re.IGNORECASE):
+        if not re.search(r"\bname\b|\b(?:is|are) now\b|\brenamed\b|\bnow called\b", sentence, re.IGNORECASE):
             continue
         quoted = re.findall(r"[\"“]([^\"”]{4,200})[\"”]", sentence)
         if quoted:
             return quoted[-1].strip(" .")
-        match = re.search(r"\b(?:is now(?: called)?|renamed(?: to)?|now called|new name is|change (?:our|the) name to)\s+(?:the\s+)?([A-Z][^.,;\n]{3,150})", sentence)
+        match = re.search(r"\b(?:(?:is|are) now(?: called| known as)?|renamed(?: to)?|now called|new name is|change (?:our|the) name to)\s+(?:the\s+)?([A-Z][^.,;\n]{3,150})", sentence)
         if match:
             return match.group(1).strip(" .")
     return None
@@ -68,7 +76,7 @@ def new_phone(ctx: Context) -> tuple[str, str] | None:
         phones = phones_in(sentence)
         if not phones:
             continue
-        personal = re.search(r"\bmy (?:new )?(?:direct |cell |office )?(?:phone|number|line|cell)\b", sentence, re.IGNORECASE)
+        personal = re.search(r"\bmy (?:new )?(?:direct |cell |office |contact |work )?(?:office )?(?:phone|number|line|cell)\b", sentence, re.IGNORECASE)
         field = "contact_phone" if personal and _is_contact(ctx, ctx.sender) else "phone"
         return field, phones[0]
     return None
@@ -78,19 +86,21 @@ def new_address(ctx: Context) -> str | None:
     value = labelled(ctx.body, "new address", "address", "new mailing address", "mailing address")
     if value:
         return value.strip(" .")
-    for sentence in sentences(ctx.body):
-        if re.search(r"\baddress\b|\bmoved\b|\boffices?\b", sentence, re.IGNORECASE):
-            match = STREET.search(sentence)
-            if match:
-                return match.group(0).strip(" .")
+    if re.search(r"\baddress\b|\bmoved\b|\boffices?\b|\bbuilding\b", ctx.body, re.IGNORECASE):
+        match = STREET.search(ctx.body)
+        if match:
+            return match.group(0).strip(" .")
     return None
 
 
 def new_email(ctx: Context) -> tuple[str, str] | None:
-    for sentence in sentences(ctx.body):
+    parts = sentences(ctx.body)
+    # "...change the contact email from this gmail to" with the address alone on the next line
+    windows = [" ".join(parts[n : n + 2]) if not emails_in(parts[n]) else parts[n] for n in range(len(parts))]
+    for sentence in windows:
         if not re.search(r"\b(?:e-?mail|address)\b", sentence, re.IGNORECASE):
             continue
-        if not re.search(r"\b(?:new|now|change|update|use|moved|switch)\w*\b", sentence, re.IGNORECASE):
+        if not re.search(r"\b(?:new|now|chang|update|use|moved|switch)\w*\b", sentence, re.IGNORECASE):
             continue
         found = [e for e in emails_in(sentence) if not e.startswith(("opipdups@", "oipdups@", "opirups@"))]
         if not found:

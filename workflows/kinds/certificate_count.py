@@ -17,7 +17,7 @@ from workflows.kinds.base import Context, Cue, Fields, KindSpec, Outcome, cue
 
 CERT = r"(?:certificates?|certs?|pdu certificates?)"
 PEOPLE = r"(?:educators?|teachers?|participants?|people|attendees|staff|folks|paras|paraprofessionals|members|students)"
-HELD = r"(?:did (?:happen|take place|go|run)|(?:we|it) (?:was |were )?(?:held|ran|hosted)|did hold|took place|happened|went (?:ahead|on|forward)|still (?:happened|ran|met))"
+HELD = r"(?:did (?:happen|take place|go|run|meet)|we met|(?:we|it) (?:was |were )?(?:held|ran|hosted)|did hold|took place|happened|went (?:ahead|on|forward)|still (?:happened|ran|met))"
 NONE_ISSUED = (
     rf"(?:no|not any|zero|none of the)\s+(?:\w+\s+){{0,3}}{CERT}|(?:did not|didn't|won't|will not|not to|decided not to)\s+"
     rf"(?:\w+\s+){{0,3}}(?:issue|give out|give|award|hand out|send)\s+(?:\w+\s+){{0,3}}{CERT}|(?:nobody|no one|no-one|none of them) (?:got|received|earned|was given)"
@@ -28,28 +28,36 @@ CUES: tuple[Cue, ...] = (
     cue(rf"\b{CERT}\s+(?:were\s+|was\s+)?(?:issued|given|awarded|distributed|handed out|earned)", 2.5),
     cue(rf"\b(?:issued|gave out|gave|awarded|handed out|distributed)\s+(?:\w+\s+){{0,4}}{CERT}", 2.5),
     cue(rf"\b(?:received|earned|got|receive)\s+(?:their|a|the|an|our)?\s*(?:opi\s+)?(?:pdu\s+)?{CERT}", 2.5),
-    cue(rf"\b(?:{CERT}\s*(?:count|number|total)s?|number of {CERT}|{CERT} issued|counts?\b)", 2.0),
+    cue(rf"\b(?:{CERT}\s*(?:count|number|total)s?|number of {CERT}|{CERT} issued)", 2.0),
     cue(rf"\b{NUMBER}\s+{PEOPLE}\b.{{0,60}}\b(?:completed|attended|received|earned|finished)", 1.5),
     cue(rf"\b(?:completed|attended)\b.{{0,40}}\b{NUMBER}\s+{PEOPLE}", 1.0),
-    cue(rf"{HELD}.{{0,160}}(?:{NONE_ISSUED})|(?:{NONE_ISSUED}).{{0,160}}{HELD}", 5.0),
+    cue(rf"{HELD}.{{0,400}}(?:{NONE_ISSUED})|(?:{NONE_ISSUED}).{{0,400}}{HELD}", 5.0),
+    cue(r"\b(?:record|enter|mark|report)\w*\s+(?:it|this|that|them)?\s*(?:as\s+)?(?:a\s+)?(?:zero|0)\b|\bcount of (?:zero|0)\b", 4.0),
     cue(r"\b(?:reporting|report|record)\w*\b.{0,40}\b(?:numbers?|counts?|certificates?)\b", 1.5),
     cue(r"(?m)^\s*\d{1,4}\s*$", 1.5),  # a reply to a reminder that is just a number
+    cue(r"\b(?:can|could|would|please)\s+(?:you\s+)?record\s+(?:that|this|it|them|those|these|the (?:count|number))\b", 2.0),
     cue(rf"\b{NUMBER}\s+(?:were\s+)?(?:issued|certified|awarded)\b|\bnumbers? for\b.{{0,60}}:\s*\d{{1,4}}\b", 3.0),
     # Asking where a certificate is, or what happened to a count already reported, is not a new count.
-    cue(r"\b(?:already|we) (?:reported|recorded|entered)\b|\bwhere (?:is|are)\b|\bcan'?t find\b|\bblank certificate", -2.0),
+    cue(r"\b(?:we|already) (?:already )?(?:reported|recorded|sent) (?:the |our |that |those |a )?(?:counts?|numbers?|certificates)\b|\bwhere (?:is|are)\b|\bcan'?t find\b|\bblank certificate", -2.0),
+    cue(rf"\b{CERT}\s+(?:already\s+)?(?:went out|were (?:already )?(?:issued|printed|given|handed out))\b.{{0,40}}\b(?:reissue|re-issue|reprint|fix|wrong|with)\b|\balready went out\b", -2.0),
+    cue(r"\brecord (?:its|the|their|our|this|that) (?:count|number|total)s?\b", 2.5),
+    cue(rf"\b{NUMBER}\s+(?:[a-z-]+\s+){{0,2}}(?:completed|received|earned|got|finished)\b", 1.5),
     cue(rf"\b(?:no one|nobody|not|none)\b.{{0,30}}\b(?:received|got|earned)\b.{{0,20}}\b{CERT}", -2.5),
     cue(rf"\b(?:can|could|may|would) (?:we|i)\b.{{0,60}}\b(?:issue|give|offer|award)\b", -2.0),
 )
 
 _COUNT_PATTERNS = (
-    re.compile(rf"(?:{NONE_ISSUED})", re.IGNORECASE),
+    re.compile(rf"\b{CERT}\s*(?:issued|count|total|given|awarded)\s*[:=|]+\s*(?P<n>{NUMBER})\b", re.IGNORECASE),
+    re.compile(rf"(?:{NONE_ISSUED})|\b(?:as|record it|enter)\s+(?:a\s+)?(?:zero|0)\b", re.IGNORECASE),
     re.compile(rf"\b(?P<n>{NUMBER})\s+(?:[a-z]+\s+){{0,3}}{CERT}\b", re.IGNORECASE),
     re.compile(rf"\b(?P<n>{NUMBER})\s+(?:were\s+)?(?:issued|certified|awarded)\b", re.IGNORECASE),
     re.compile(rf"\b(?:numbers?|counts?|totals?)\b[^.\n]{{0,60}}?:\s*(?P<n>\d{{1,4}})\b", re.IGNORECASE),
     re.compile(rf"\b{CERT}\s*(?:issued|count|total|given)?\s*[:=-]\s*(?P<n>{NUMBER})\b", re.IGNORECASE),
     re.compile(rf"\b(?:issued|gave out|awarded|handed out)\s*:?\s*(?P<n>{NUMBER})\b", re.IGNORECASE),
     re.compile(rf"\b(?P<n>{NUMBER})\s+(?:\w+\s+){{0,2}}{PEOPLE}\b", re.IGNORECASE),
+    re.compile(rf"\b(?P<n>{NUMBER})\s+(?:[a-z-]+\s+){{0,2}}(?:completed|received|earned|got|finished)\b", re.IGNORECASE),
     re.compile(r"^\s*(?P<n>\d{1,4})\s*$", re.MULTILINE),
+    re.compile(r"\|\s*(?P<n>\d{1,4})\s*$", re.MULTILINE),  # a table row ending in its count
 )
 
 

@@ -14,6 +14,9 @@ CUES: tuple[Cue, ...] = (
     cue(r"\bdoes (?:a|an|this|that|it|our|the)\b.{0,40}\bcount\b|\b(?:pdus?|units|credit) for (?:this|that|it|those|them|these)\b", 3.0),
     cue(r"\b(?:issue|give|offer|award)\w* (?:opi )?(?:pdu )?(?:certificates?|pdus?) for (?:this|that|it|those|them|these)\b", 3.0),
     cue(r"\?", 0.5),
+    cue(r"\b(?:can|could|would|does|do|will)\b[^?.]{0,60}\bcount\b[^?]{0,80}\?", 2.5),
+    cue(r"\b(?:could|can|may|would|should|do)\s+(?:we|i|they|our|these|those|it)\b[^?]{0,120}\b(?:pdus?|pdu events?|renewal units|professional development units|units)\b[^?]{0,60}\?", 3.0),
+    cue(r"\bplcs?\b|\bbook (?:study|club)\b|\bcpr\b|\bfirst aid\b|\bstaff meetings?\b|\bmentor\w*\b|\bmandatory report|\bblood[- ]?borne\b|\bgrading\b|\bconferences? (?:time|day)\b", 0.75),
 )
 
 

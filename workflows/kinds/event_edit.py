@@ -17,20 +17,22 @@ from sqlalchemy.orm import Session
 from storage.enums import TicketKind
 from storage.registry import Event
 from workflows.dates import DateMention, find_dates, join_ranges
-from workflows.extract import person_names, sentences
+from workflows.extract import NUMBER_WORD_PATTERN, labelled, number_value, person_names, sentences
 from workflows.kinds.base import Approval, Context, Cue, Fields, KindSpec, Outcome, cue
 from workflows.matching import fold
 
 ATTRIBUTES = r"(?:title|name of (?:the|our) (?:event|workshop|session|training)|instructor|presenter|facilitator|description|categor(?:y|ies)|start date|end date|dates?|hours?|hrs|location|venue|typo|misspell\w*|spelling|spelled)"
 CUES: tuple[Cue, ...] = (
-    cue(r"\b(?:change|fix|correct|correction|update|edit|revise|swap|amend|adjust|move|moved|replace)\b", 1.0),
+    cue(r"\b(?:change|fix|fixes|correct|correction|corrections|update|edit|revise|swap|amend|adjust|move|moved|replace)\b", 1.0),
     cue(rf"\b{ATTRIBUTES}\b", 1.5),
     cue(r"\bshould (?:be|read|say|have been)\b|\binstead of\b|\bentered (?:incorrectly|wrong)|\bis wrong\b|\bwrong\b|\btypo\b", 1.5),
     cue(r"\b(?:won'?t|will not|can'?t|cannot|couldn'?t) let me edit|\bcan'?t edit\b|\bpast the end date\b|\balready (?:ended|happened|passed)\b|\bedit rights\b", 1.5),
     cue(r"\b(?:ended up teaching|taught it|will teach|will lead|will (?:be )?present\w*|be the instructor|actually ran|ran \d|actually held)", 1.5),
     cue(rf"\b(?:change|fix|correct|update|swap|edit)\b(?:\s+\w+){{0,3}}\s+{ATTRIBUTES}\b(?:\s+\w+){{0,6}}\s+(?:to|from)\b|\b(?:start|end) date (?:should|to|is|needs)|\bcategor(?:y|ies) (?:should |could |can |to )?be\b|\bswap the\b", 2.5),
     cue(r"\b(?:forgot to|need to|please|could you|can you) (?:add|include|remove|uncheck)\b.{0,60}\bcategor", 2.5),
+    cue(r"\b(?:fix|correct|change|update|edit)\s+(?:the|our|its|that)\s+(?:event'?s?\s+)?(?:instructor|presenter|title|description|categor(?:y|ies)|dates?|hours|location|start date|end date)\b", 2.5),
     cue(r"\binstead\b|\bnot the \d|\brather than\b", 1.0),
+    cue(r"\b(?:list|put|make|show)\s+(?:her|him|them|[A-Z]\w+)\s+as\s+(?:the\s+)?(?:instructor|presenter|facilitator)\b|\b(?:line|name) (?:on|for) .{0,40} should (?:say|read|be)\b|\bnew title\b|\bmake it \d", 2.5),
 )
 STANDARD_CATEGORIES = (
     "Literacy", "Mathematics", "Science", "Social Studies", "Technology", "Special Education",
@@ -38,14 +40,14 @@ STANDARD_CATEGORIES = (
     "Career and Technical Education", "English Learners", "Health Enhancement", "Early Childhood",
     "World Languages", "Physical Education", "Gifted and Talented", "Counseling", "Library Media",
 )
-NEW_VALUE = r"(?:should (?:be|read|say)|change (?:it|this|that|them|the \w+)? ?to|update (?:it|this|that|the \w+)? ?to|to read|correct \w+ is|is actually|was actually|actually (?:ran|was|is)|now (?:takes|is|runs)|to)"
+NEW_VALUE = r"(?:should (?:be|read|say)|change (?:it|this|that|them|the \w+)? ?to|update (?:it|this|that|the \w+)? ?to|to read|correct \w+ is|is actually|was actually|actually (?:ran|was|is|held)|now (?:takes|is|runs)|(?:held|holding|had|having|ran|running) it|ended up (?:holding|having|running)|moved (?:it )?to|\bto)"
 _QUOTED = re.compile(r"[\"“”']([^\"“”\n]{3,300})[\"“”']")
 
 
 def _number(text: str) -> Decimal | None:
     try:
         return Decimal(text)
-    except InvalidOperation:
+    except (InvalidOperation, ValueError):
         return None
 
 
@@ -55,34 +57,37 @@ def relevant(ctx: Context, keywords: str) -> list[str]:
     chosen: list[str] = []
     for n, sentence in enumerate(parts):
         if re.search(keywords, sentence, re.IGNORECASE):
-            for s in parts[n : n + 2]:
+            for s in parts[max(0, n - 1) : n + 2]:
                 if s not in chosen:
                     chosen.append(s)
     return chosen
 
 
 def new_hours(ctx: Context, event: Event) -> Decimal | None:
-    text = " ".join(relevant(ctx, r"\b(?:hours?|hrs?)\b"))
-    n = r"(\d{1,3}(?:\.\d{1,2})?)"
+    text = " ".join(relevant(ctx, r"\b(?:hours?|hrs?)\b|-hour\b"))
+    n = rf"(\d{{1,3}}(?:\.\d{{1,2}})?|{NUMBER_WORD_PATTERN})"
     patterns = (
+        rf"\bmake\s+(?:it|them|this|that|the hours?)\s+{n}\b",
         rf"(?:change|update|correct|fix|make)\s+(?:it|them|this|that|the hours?)?\s*to\s+{n}",
         rf"(?:should be|is actually|was actually|actually (?:ran|was|is|took)|now takes|takes|it'?s|now)\s+(?:\w+\s+){{0,2}}?{n}\s*(?:hours?|hrs?)",
         rf"{n}\s*(?:hours?|hrs?)\s+(?:instead of|not|rather than)\b",
+        rf"{n}\s*(?:hours?|hrs?)\b[^.]{{0,30}}?,?\s+not\s+\d",
         rf"{n}\s*(?:hours?|hrs?)\s+total",
         rf"\bto\s+{n}\s*(?:hours?|hrs?)?",
         rf"(?:should be|be|is|are)\s+{n}\b(?!\s*(?:am|pm|/|-))",
+        rf"{n}[- ]hours?\b",
         rf"{n}\s*(?:hours?|hrs?)",
     )
     for pattern in patterns:
         for match in re.finditer(pattern, text, re.IGNORECASE):
-            value = _number(match.group(1))
+            value = _number(match.group(1)) if match.group(1)[0].isdigit() else _number(str(number_value(match.group(1))))
             if value is not None and value != event.hours:
                 return value
     return None
 
 
 def new_dates(ctx: Context, event: Event) -> dict[str, dt.date]:
-    text = " ".join(relevant(ctx, r"\b(?:dates?|start|end|ran|run|moved?|reschedul\w*|extend\w*|open|should be|actually|two[- ]day|instead)\b"))
+    text = " ".join(relevant(ctx, r"\b(?:dates?|start|end|ran|run|moved?|reschedul\w*|extend\w*|open|should be|actually|two[- ]day|instead|held|holding|ended up)\b"))
     mentions = join_ranges(find_dates(text, ctx.sent_on), text)
     changes: dict[str, dt.date] = {}
     for label, key in (("start", "start_date"), ("end", "end_date")):
@@ -103,7 +108,7 @@ def _new_range(text: str, mentions: list[DateMention], event: Event) -> DateMent
     """The date the host wants: after "should be"/"to"/"actually", or the one not already on the event."""
     for mention in mentions:
         before = text[max(0, mention.at - 40) : mention.at].lower()
-        if re.search(rf"{NEW_VALUE}\s*(?:\w+\s+){{0,5}}$", before) and not re.search(r"\bfrom\s*$", before):
+        if re.search(rf"{NEW_VALUE}\s*(?:[\w,]+\s+){{0,5}}$", before) and not re.search(r"\bfrom\s*$", before):
             return mention
     for mention in reversed(mentions):
         after = text[mention.at + len(mention.text) : mention.at + len(mention.text) + 20].lower()
@@ -132,7 +137,7 @@ def new_title(ctx: Context, event: Event) -> str | None:
     text = " ".join(relevant(ctx, r"\b(?:title|name|typo|spell\w*|misspell\w*|should read|called|wording)\b"))
     for match in re.finditer(rf"{NEW_VALUE}\s*:?\s*[\"“]([^\"”\n]{{3,200}})[\"”]", text, re.IGNORECASE):
         return match.group(1).strip()
-    plain = re.search(r"\b(?:change|correct|update|fix) (?:the|its|our) (?:title|name) to:?\s+([^\"“\n]{3,200}?)(?:[?!]|\.\s|\.$|$)", text, re.IGNORECASE)
+    plain = re.search(r"\b(?:(?:change|correct|update|fix) (?:the|its|our) (?:title|name) to:?|new title (?:is|should be|will be):?|title (?:is now|should now be):?|(?:title|typo)\b[^.]{0,60}?\b(?:it )?should (?:be|read):?)\s+([^\"“\n(]{3,200}?)(?:[?!]|\.\s|\.$|$)", text, re.IGNORECASE)
     if plain:
         return plain.group(1).strip()
     quoted = [q.strip() for q in _QUOTED.findall(text) if fuzz.ratio(fold(q), fold(event.title)) < 95]
@@ -153,6 +158,9 @@ def new_instructor(ctx: Context, event: Event) -> str | None:
     explicit = re.search(r"\bI(?:'ll| will|'m| am) be(?:ing)? the (?:instructor|presenter)\s*\(([^)]+)\)", text)
     if explicit:
         return explicit.group(1).strip()
+    titled = re.findall(r"\b(?:should (?:say|read|be)|to|is)\s+((?:Dr|Mr|Mrs|Ms|Prof)\.?\s+[A-Z][\w'’-]+(?:\s+[A-Z][\w'’-]+){0,2})", text)
+    if titled:
+        return max(titled, key=lambda name: len(name.split())).strip()
     text = _capitalise_names(text)
     names = [n for n in person_names(text) if fuzz.ratio(fold(n), current) < 97]
     names = [n for n in names if not _is_an_institution(n) and fuzz.partial_ratio(fold(n), fold(event.title)) < 90]
@@ -194,7 +202,7 @@ def new_description(ctx: Context, event: Event) -> str | None:
     if quoted:
         return max(quoted, key=len)
     match = re.search(
-        r"description\b.{0,80}?(?:should (?:be|read|say)|to read|replace it with|change it to|to)\s*:?\s*\n*(.{20,2000}?)(?:\n\s*\n|$)",
+        r"description\b.{0,200}?\b(?:should (?:be|read|say)|to read|replace it with|change it to|to)\b\s*:?\s*\n*(.{20,2000}?)(?:\n\s*\n|$)",
         ctx.body,
         re.IGNORECASE | re.DOTALL,
     )
@@ -222,7 +230,7 @@ def new_categories(ctx: Context, event: Event, vocabulary: list[str]) -> list[st
     return result if sorted(result) != sorted(current) else None
 
 
-LOCATION = re.compile(r"\b([A-Z][a-z]+(?:\s[A-Z][a-z]+){0,2}),?\s+(MT|Montana)\b\.?,?\s*(\d{5})?")
+LOCATION = re.compile(r"\b([A-Z][a-z]+(?:\s[A-Z][a-z]+){0,2}),?\s+(?:(MT|Montana)\b\.?,?\s*(\d{5})?|()(\d{5})\b)")
 
 
 def new_location(ctx: Context, event: Event) -> str | None:
@@ -235,13 +243,25 @@ def new_location(ctx: Context, event: Event) -> str | None:
     if not places and zip_only and zip_only.group(1) != event.zip and event.city:
         return f"{event.city}, {event.state or 'MT'} {zip_only.group(1)}"
     for match in reversed(places):
-        city, zip_code = match.group(1), match.group(3) or ""
+        city, zip_code = match.group(1), match.group(3) or match.group(5) or ""
         place = f"{city}, MT {zip_code}".strip()
         if fold(place) != fold(event.location):
             return place
-    if re.search(r"\b(?:was|is|be|moved?|switched|changed)\b.{0,30}\b(?:online|virtual|zoom)\b", text, re.IGNORECASE) and not event.online:
+    lower = re.search(r"\b(?:location|venue)\b[^.]{0,20}?\bto\s+([a-z][a-z ]{2,30}?)\s*,?\s*(?:mt\s*)?(\d{5})\b", text, re.IGNORECASE)
+    if lower and fold(lower.group(1)) != fold(event.city):
+        return f"{lower.group(1).strip().title()}, MT {lower.group(2)}"
+    if re.search(r"\b(?:to|was|is|be|moved?|switched|changed?|went)\b.{0,30}\b(?:online|virtual|zoom)\b", text, re.IGNORECASE) and not event.online:
         return "Online"
     return None
+
+
+def labelled_value(ctx: Context, *names: str) -> str | None:
+    """A value a host set out as a form: "Correct instructor: Tunde Okafor", "New title | ...".
+
+    A line that gives the value now listed ("Instructor now listed: ...") is the old value, not the new one.
+    """
+    words = "|".join(names)
+    return labelled(ctx.body, rf"(?:correct|new|updated|right|corrected)\s+(?:{words})", rf"(?:{words})\s+should\s+be")
 
 
 def extract(ctx: Context) -> Fields:
@@ -251,8 +271,9 @@ def extract(ctx: Context) -> Fields:
     vocabulary = sorted({c for e in ctx.host_events for c in (e.categories or [])} | set(STANDARD_CATEGORIES), key=len, reverse=True)
     changes: dict[str, object] = {}
     values = {
-        "title": new_title(ctx, event),
-        "instructor": new_instructor(ctx, event) if _about_instructor(ctx, event) else None,
+        "title": labelled_value(ctx, "title") or new_title(ctx, event),
+        "instructor": labelled_value(ctx, "instructor", "presenter")
+        or (new_instructor(ctx, event) if _about_instructor(ctx, event) else None),
         "description": new_description(ctx, event),
         "categories": new_categories(ctx, event, vocabulary),
         "location": new_location(ctx, event),
@@ -301,7 +322,7 @@ def _set(event: Event, key: str, value: object) -> None:
     if key in ("start_date", "end_date"):
         setattr(event, key, dt.date.fromisoformat(str(value)))
     elif key == "hours":
-        event.hours = Decimal(str(value))
+        event.hours = Decimal(str(value)).quantize(Decimal("0.01"))  # the column keeps two places
     elif key == "location":
         _set_location(event, str(value))
     elif key == "categories":

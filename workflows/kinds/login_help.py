@@ -12,9 +12,11 @@ from workflows.kinds.base import Approval, Context, Cue, Fields, KindSpec, cue
 
 CUES: tuple[Cue, ...] = (
     cue(r"\bpass ?words?\b|\bpw\b", 2.0),
-    cue(r"\blog ?(?:in|on)\b|\bsign(?:ing)? in\b|\blocked out\b|\bcan'?t (?:get|log|sign) (?:in|on)\b|\bunable to (?:log|sign|access)\b|\bget into (?:the )?(?:portal|pdups|rups|system)", 2.0),
+    cue(r"\bsign(?:ed)? into\b|\b(?:tile|app|application|link|icon) (?:is |was )?(?:gone|missing)\b|\bmissing from (?:my |the )?(?:secure )?portal\b", 2.5),
+    cue(r"\blog ?(?:in|on)\b(?![- ]sheets?)|\bsign(?:ing)? in\b(?![- ]sheets?)|\blocked out\b|\bcan'?t (?:get|log|sign) (?:in|on)\b|\bunable to (?:log|sign|access)\b|\bget into (?:the )?(?:portal|pdups|rups|system)", 2.0),
     cue(r"\bsecure portal\b|\bverification code\b|\breset\b|\bexpired\b|\bforgot\w*\b|\bremember my\b|\bdomain\b|\bOPI\\\\", 1.5),
     cue(r"\b(?:what is|what's|forgot|remember)\b.{0,20}\busername\b", 2.0),
+    cue(r"\baccount (?:is|was|got|has been) (?:disabled|locked|deactivated|suspended)\b|\block(?:ed)? (?:myself|me) out\b|\bcan'?t get into\b|\bcannot get into\b|\btoo many (?:tries|attempts)\b", 2.5),
 )
 
 

@@ -9,11 +9,17 @@ from workflows.kinds.base import Context, Cue, Fields, KindSpec, cue
 
 CUES: tuple[Cue, ...] = (
     cue(r"^\W*(?:thanks?|thank you)\b", 1.5),
-    cue(r"\btransition\b|\btimeline\b|\bnetwork (?:collaborative )?call\b|\bzoom link\b|\bblank certificate\b|\bnewsletter (?:article|submission)\b", 1.0),
+    cue(r"\btransition\b(?! updates?)|\btimeline\b|\bnetwork (?:collaborative )?call\b|\bzoom link\b|\bblank certificate\b|\bnewsletter (?:article|submission)\b", 1.0),
     # Educators' own records and renewals belong to Licensure; hosts forward such questions.
     cue(r"\brenew(?:al|ing|s)?\b.{0,60}\blicen[cs]e|\blicensure\b|\bhow many (?:pdus|units)\b|\bclass of licen[cs]e\b", 2.5),
     cue(r"\bwhere (?:is|are) (?:my|her|his|their|the) (?:pdu )?certificates?\b|\bhasn'?t (?:received|gotten|got)\b|\bcan'?t find (?:her|his|my|their|the) certificate", 2.5),
     cue(r"\b(?:demo|pricing|our platform|our product|partnership opportunit|schedule a call)\b", 2.0),
+    cue(r"\bbecom(?:e|ing) (?:a |an )?(?:pdu |approved )?(?:host|provider)\b|\bapply to be\b|\bprocess for us\b|\bhost applications?\b|\bapply (?:as|to become) (?:a |an )?(?:host|provider)\b", 3.0),
+    cue(r"\bnew system\b|\bswitch ?over\b|\bcarry over\b|\bre-?enter (?:them|everything|our events)\b", 2.0),
+    cue(r"\bhow long\b.{0,60}\bkeep\b|\brecords? retention\b|\bsign-in sheets\b", 2.0),
+    cue(r"\bnot showing up\b|\bnever (?:got|received)\b|\bgo to licensure\b", 2.0),
+    cue(r"\bsomething wrong\b|\bon your end\b|\bwhat'?s going on\b|\bany idea why\b", 2.0),
+    cue(r"\bhow many (?:pdus|units|renewal units)\b.{0,30}\bneeds?\b|\b60 (?:pdus|units)\b|\bdepend on the class\b", 2.0),
 )
 
 

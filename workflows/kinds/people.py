@@ -10,7 +10,7 @@ from rapidfuzz import fuzz
 from sqlalchemy.orm import Session
 
 from storage.registry import User
-from workflows.extract import emails_in, labelled, person_names, phones_in
+from workflows.extract import NOT_NAME_WORDS, emails_in, labelled, person_names, phones_in
 from workflows.kinds.base import Context
 from workflows.matching import fold
 
@@ -94,7 +94,11 @@ def complete_from_context(ctx: Context, person: dict[str, str | None]) -> dict[s
 
 def _first_name_only(text: str) -> str:
     match = re.search(r"\b(?:set|add|give|create)\s+([A-Z][a-z]+)\s+(?:up|as|access|a\b)", text)
-    return match.group(1) if match else ""
+    if match:
+        return match.group(1)
+    # "Nicole asked me to pass this along - please take her off the list"
+    asked = re.search(r"\b([A-Z][a-z]+) (?:asked|wants|would like|needs)\b", text)
+    return asked.group(1) if asked and asked.group(1) not in NOT_NAME_WORDS else ""
 
 
 def matching_user(session: Session, host_id: str | None, name: str | None, email: str | None) -> User | None:

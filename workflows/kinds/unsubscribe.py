@@ -12,6 +12,7 @@ CUES: tuple[Cue, ...] = (
     cue(rf"\b(?:remove|take|drop|delete)\b.{{0,80}}\b(?:from|off)\b.{{0,40}}\b{LISTS}\b", 3.0),
     cue(r"\b(?:remove|take|drop|delete) (?:me|my (?:name|e-?mail|address))\b.{0,40}\b(?:from|off)\b.{0,20}\blist\b", 3.0),
     cue(r"\btoo many e-?mails\b", 1.0),
+    cue(r"\bkeep (?:getting|receiving) (?:your|these|the) (?:e-?mails|messages|newsletters?)\b|\bplease stop\b|\bhow i got on (?:this|your) list\b", 3.0),
 )
 
 

@@ -5,13 +5,15 @@ The account contact confirms first when the sender is not on file for the host.
 
 from __future__ import annotations
 
+import re
+
 from sqlalchemy.orm import Session
 
 from storage.enums import TicketKind
 from storage.registry import User
 from workflows.kinds.base import Approval, Context, Cue, Fields, KindSpec, Outcome, cue
 from workflows.extract import phones_in
-from workflows.kinds.people import complete_from_context, person_in, username_for
+from workflows.kinds.people import complete_from_context, other_addresses, person_in, username_for
 from workflows.matching import forget_registry_index
 
 ACCESS = r"(?:user(?:name)?|login|log-in|log in|account|access|credentials)"
@@ -21,13 +23,17 @@ CUES: tuple[Cue, ...] = (
     cue(rf"\b(?:request|need|needs|want|like)\w*\s+(?:a|an|another)\s+(?:new\s+)?(?:pdups\s+|rups\s+)?(?:user(?:name)?|login|log-in|account)\b|\banother (?:pdups |rups )?(?:login|user)\b", 3.0),
     cue(r"\b(?:will be|help(?:ing)?|to help|take over|taking over)\b.{0,40}\b(?:enter(?:ing)?|record(?:ing)?|manag(?:e|ing))\b.{0,30}\b(?:events?|certificates?|counts?)", 2.0),
     cue(r"\bset (?:her|him|them) up\b|\bnew (?:staff member|hire|employee|coordinator|assistant)\b", 1.5),
+    cue(r"\bas (?:a|an) (?:new )?user\b|\bput\b.{1,40}\bon as\b|\bset\b.{1,40}?\bup with\b.{0,30}\b(?:login|user|account|access|username)", 3.0),
 )
 
 
 def extract(ctx: Context) -> Fields:
     if _self_request(ctx):
         phones = phones_in(f"{ctx.body}\n{ctx.sign_off}")
-        person = {"name": ctx.sender_name or None, "email": ctx.sender, "phone": phones[0] if phones else None}
+        # "Please use my work email, ...": an address the writer gives beats the one they write from.
+        given = [e for e in other_addresses(ctx, ctx.body) if e != ctx.sender]
+        person = {"name": ctx.sender_name or None, "email": given[0] if given else ctx.sender,
+                  "phone": phones[0] if phones else None}
     else:
         person = complete_from_context(ctx, person_in(ctx, ctx.body))
     fields: Fields = {"person": person}
@@ -37,8 +43,6 @@ def extract(ctx: Context) -> Fields:
 
 
 def _self_request(ctx: Context) -> bool:
-    import re
-
     return bool(re.search(r"\b(?:could|can|may) i (?:please )?(?:get|have)\b|\bmy own\b|\bgive me\b|\badd me as\b", ctx.body, re.IGNORECASE))
 
 

@@ -1,0 +1,115 @@
+"""How long reading one message takes, registry matching included, with 5,000 hosts and 100,000 events.
+
+Usage: python -m benchmarks.reading_speed [--quick] [--database-url URL]
+
+The registry is the test corpus's 26 hosts plus generated ones, so the corpus emails still match their
+hosts while every lookup runs against the full-size tables. Each corpus email is read many times
+(the registry index is warm, as in the running service) and the per-message time is reported as a
+median and 95th percentile, next to a baseline in the same run: the stdlib email parser alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import email
+import email.policy
+import random
+import statistics
+import sys
+import tempfile
+import time
+from decimal import Decimal
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from storage.db import make_engine, make_sessionmaker, upgrade
+from storage.registry import Event, Host, User
+from tests.corpora import CORPORA, load_registry
+from workflows.inbox import inspect
+from workflows.matching import forget_registry_index
+from workflows.policy import MailboxPolicy
+
+WORDS = ("reading writing math science history art music coding robotics literacy leadership coaching "
+         "assessment inclusion wellness culture language data inquiry design outdoor digital rural").split()
+PLACES = "Billings Missoula Helena Bozeman Butte Kalispell Havre Dillon Glasgow Miles Lewistown Polson".split()
+
+
+def generate_registry(sessions, hosts: int, events_per_host: int, seed: int = 7) -> None:
+    rng = random.Random(seed)
+    today = dt.date(2026, 11, 1)
+    with sessions() as session:
+        for start in range(0, hosts, 500):
+            host_rows, user_rows, event_rows = [], [], []
+            for n in range(start, min(start + 500, hosts)):
+                host_id = f"G{n:05d}"
+                name = f"{rng.choice(PLACES)} {rng.choice(WORDS).title()} {rng.choice(['Cooperative', 'Institute', 'Academy', 'District', 'Network'])} {n}"
+                host_rows.append(dict(host_id=host_id, name=name, kind="multiple", phone="(406) 555-0100",
+                                      address="", contact_name="Pat Example", contact_email=f"contact{n}@host{n}.org",
+                                      contact_phone="", status="active", updated_at=dt.datetime.now(dt.timezone.utc)))
+                user_rows.append(dict(username=f"U{n:05d}", full_name="User Example", email=f"user{n}@host{n}.org",
+                                      phone="", host_id=host_id, status="active", updated_at=dt.datetime.now(dt.timezone.utc)))
+                for e in range(events_per_host):
+                    begin = today - dt.timedelta(days=rng.randint(-120, 400))
+                    event_rows.append(dict(
+                        event_id=f"X{n:05d}{e:02d}", host_id=host_id,
+                        title=f"{rng.choice(WORDS).title()} {rng.choice(WORDS).title()} {rng.choice(['Workshop', 'Institute', 'Night', 'Training'])}",
+                        instructor="Alex Example", description="", categories=["Literacy"], start_date=begin,
+                        end_date=begin, online=False, city=rng.choice(PLACES), zip="59101", state="MT",
+                        hours=Decimal("3"), certificates_issued=None, status="scheduled",
+                        updated_at=dt.datetime.now(dt.timezone.utc)))
+            session.execute(sa.insert(Host), host_rows)
+            session.execute(sa.insert(User), user_rows)
+            session.execute(sa.insert(Event), event_rows)
+            session.commit()
+
+
+def measure(fn, rounds: int) -> list[float]:
+    times = []
+    for _ in range(rounds):
+        started = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - started)
+    return times
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="500 hosts and 10,000 events, fewer rounds")
+    parser.add_argument("--database-url", default="")
+    args = parser.parse_args()
+    hosts, per_host, rounds = (500, 20, 2) if args.quick else (5000, 20, 5)
+    folder = tempfile.mkdtemp(prefix="pdubot-bench-")
+    url = args.database_url or f"sqlite:///{folder}/bench.db"
+    engine = make_engine(url)
+    upgrade(engine)
+    sessions = make_sessionmaker(engine)
+    load_registry(sessions)
+    started = time.perf_counter()
+    generate_registry(sessions, hosts, per_host)
+    print(f"registry: {hosts + 26} hosts, {hosts * per_host + 158} events ({time.perf_counter() - started:.1f} s to build)")
+    raws = [p.read_bytes() for p in sorted((CORPORA / "corpus" / "emails").glob("*.eml"))]
+    policy = MailboxPolicy()
+    forget_registry_index()
+    with sessions() as session:
+        inspect(session, raws[0], policy)  # builds the registry index once, as the service does at start
+        ours = [t for raw in raws for t in measure(lambda raw=raw: inspect(session, raw, policy), rounds)]
+    floor = [t for raw in raws for t in measure(
+        lambda raw=raw: email.message_from_bytes(raw, policy=email.policy.default).get_body(("plain", "html")), rounds)]
+    print(f"messages read: {len(ours)} ({len(raws)} corpus emails x {rounds})")
+    print(f"pdubot parse + read + match: median {statistics.median(ours) * 1000:.2f} ms, p95 {percentile(ours, 0.95) * 1000:.2f} ms")
+    print(f"baseline, stdlib parse only:  median {statistics.median(floor) * 1000:.2f} ms, p95 {percentile(floor, 0.95) * 1000:.2f} ms")
+    print(f"ratio (median): {statistics.median(ours) / statistics.median(floor):.1f}x the stdlib parse")
+    target_met = percentile(ours, 0.95) < 0.005
+    print(f"target p95 < 5 ms: {'met' if target_met else 'NOT met'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

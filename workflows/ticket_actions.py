@@ -1,0 +1,81 @@
+"""The small actions every workflow takes on a ticket: record them in the audit log, move the ticket
+along its allowed transitions, and answer the host automatically without ever looping with a robot."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from storage.base import utcnow
+from storage.enums import TicketStatus, can_move
+from storage.mailstate import is_suppressed
+from storage.outbox import count_recent
+from storage.tickets import AuditEntry, Message, Ticket
+from workflows.outgoing import Draft, queue_email
+from workflows.policy import MailboxPolicy
+
+SYSTEM_ACTOR = "pdubot"
+ACK_KIND = "ack"
+
+
+def audit(
+    session: Session,
+    ticket: Ticket | None,
+    action: str,
+    actor: str = SYSTEM_ACTOR,
+    before: dict[str, Any] | None = None,
+    after: dict[str, Any] | None = None,
+    detail: str = "",
+) -> None:
+    """Append who did what, with before and after values. Audit rows are never updated or deleted."""
+    session.add(
+        AuditEntry(
+            ticket_id=ticket.id if ticket else None,
+            actor=actor,
+            action=action,
+            before=before or {},
+            after=after or {},
+            detail=detail,
+        )
+    )
+
+
+def move_ticket(session: Session, ticket: Ticket, target: TicketStatus, actor: str, detail: str = "") -> bool:
+    """Move ``ticket`` to ``target`` when the transition table allows it, and audit the move."""
+    if ticket.status == target or not can_move(ticket.status, target):
+        return False
+    before = ticket.status
+    ticket.status = target
+    audit(session, ticket, "status", actor, {"status": before.value}, {"status": target.value}, detail)
+    return True
+
+
+def may_acknowledge(session: Session, policy: MailboxPolicy, address: str) -> bool:
+    """Never answer the mailbox itself, an undeliverable address, or a sender already answered often this hour."""
+    if not address or address in policy.addresses or is_suppressed(session, address):
+        return False
+    since = utcnow() - dt.timedelta(hours=1)
+    return count_recent(session, address, ACK_KIND, since) < policy.ack_limit_per_hour
+
+
+def queue_acknowledgement(
+    session: Session, policy: MailboxPolicy, ticket: Ticket, message: Message, template: str, context: dict[str, Any]
+) -> bool:
+    """An automatic answer to ``message`` (RFC 3834 auto-replied), at most one per inbound message."""
+    if not may_acknowledge(session, policy, message.from_addr):
+        audit(session, ticket, "ack_skipped", detail=f"no automatic answer to {message.from_addr or 'no sender'}")
+        return False
+    draft = Draft(
+        to=message.from_addr,
+        subject=message.subject,
+        template=template,
+        context={"name": message.from_name, **context},
+        kind=ACK_KIND,
+        parent=message,
+        auto_submitted="auto-replied",
+        dedupe_key=f"ack:{message.id}",
+    )
+    queue_email(session, policy, draft, ticket)
+    return True
