@@ -8,12 +8,13 @@ a ticket, and queue the acknowledgement, all in one transaction. The adapters ac
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import logging
 from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from storage.base import utcnow
@@ -62,27 +63,51 @@ def receive(
 
     ``acknowledge_host`` is off for backfills, so months-old mail does not make the service write to hosts.
     """
-    parsed = parse_message(raw)
+    try:
+        parsed = parse_message(raw)
+    except Exception as exc:  # parse_message promises not to raise; if it ever does, the bytes are still kept
+        logger.exception("the parser raised on a message; keeping its raw bytes")
+        return keep_raw(sessions, raw, source, source_ref, f"the parser failed: {type(exc).__name__}: {exc}")
     try:
         with sessions() as session:
             receipt = _process(session, parsed, raw, source, source_ref, policy, acknowledge_host)
             session.commit()
             return receipt
-    except IntegrityError:
+    except (OperationalError, InterfaceError):
+        raise  # storage is down or busy: refuse, so the sender keeps the message and retries
+    except IntegrityError as exc:
         # Another process committed the same message first: that is a duplicate, not an error.
         with sessions() as session:
             earlier = find_duplicate(session, parsed)
             if earlier is not None:
                 return _duplicate_receipt(earlier)
-        raise
-    except (OperationalError, DBAPIError):
-        raise
-    except Exception as exc:
-        logger.exception("intake failed for message %s; quarantining it", parsed.message_id or parsed.raw_sha256)
+        logger.exception("intake hit a constraint for message %s; quarantining it", parsed.dedupe_key[:80])
+        reason = f"intake failed: {type(exc).__name__}: {exc}"
+    except Exception as exc:  # a bug or a value storage refused (DataError): the message must still be kept
+        logger.exception("intake failed for message %s; quarantining it", parsed.dedupe_key[:80])
+        reason = f"intake failed: {type(exc).__name__}: {exc}"
+    try:
         with sessions() as session:
-            receipt = quarantine(session, parsed, raw, source, source_ref, f"intake failed: {type(exc).__name__}: {exc}")
+            receipt = quarantine(session, parsed, raw, source, source_ref, reason)
             session.commit()
             return receipt
+    except (OperationalError, InterfaceError):
+        raise
+    except DBAPIError:
+        logger.exception("the parsed message could not be stored either; keeping its raw bytes")
+        return keep_raw(sessions, raw, source, source_ref, reason)
+
+
+def keep_raw(sessions: sessionmaker[Session], raw: bytes, source: Source, ref: str, reason: str) -> Receipt:
+    """The last resort: the exact bytes and the reason, with nothing read from them that storage could refuse."""
+    bare = ParsedMail(raw_sha256=hashlib.sha256(raw).hexdigest(), unreadable=reason)
+    with sessions() as session:
+        earlier = find_duplicate(session, bare)
+        if earlier is not None:
+            return _duplicate_receipt(earlier)
+        receipt = quarantine(session, bare, raw, source, ref[:500], reason[:4000])
+        session.commit()
+        return receipt
 
 
 def inspect(session: Session, raw: bytes, policy: MailboxPolicy) -> dict[str, Any]:

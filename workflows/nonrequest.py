@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from email.message import Message
 
 from storage.enums import MessageClass
-from workflows.parsing import ParsedMail, clean, header
+from workflows.parsing import ParsedMail, clean, header, is_address, walk_parts
 
 
 @dataclass(frozen=True)
@@ -119,14 +119,14 @@ def failed_recipients(parsed: ParsedMail) -> list[str]:
     if parsed.message is not None:
         found.extend(_dsn_failures(parsed.message))
     for value in parsed.headers.get("x-failed-recipients", "").split(","):
-        if "@" in value:
-            found.append(value.strip().lower())
-    return sorted(set(found))
+        found.append(value.strip().lower())
+    # Only what could be a real mailbox is worth suppressing, and anything longer would not fit the list.
+    return sorted({address for address in found if is_address(address)})
 
 
 def _dsn_failures(message: Message) -> list[str]:
     failures: list[str] = []
-    for part in message.walk():
+    for part in walk_parts(message):  # a report can be buried under any depth of parts
         if part.get_content_type() != "message/delivery-status":
             continue
         blocks = part.get_payload()
@@ -134,6 +134,6 @@ def _dsn_failures(message: Message) -> list[str]:
             action = header(block, "action").strip().lower()
             recipient = header(block, "final-recipient") or header(block, "original-recipient")
             address = clean(recipient.split(";")[-1]).strip().strip("<>").lower()
-            if action == "failed" and "@" in address:
+            if action == "failed":
                 failures.append(address)
     return failures

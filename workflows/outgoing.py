@@ -76,7 +76,7 @@ def tagged_subject(subject: str, ticket: Ticket | None) -> str:
         return subject
     if not subject.lower().startswith("re:"):
         subject = f"Re: {subject}"
-    return f"[{ticket.tag}] {subject}"
+    return f"[{ticket.tag}] {subject}"[:998]  # RFC 5322 section 2.1.1: a line is at most 998 characters
 
 
 def _thread_under(message: EmailMessage, parent: Message) -> None:

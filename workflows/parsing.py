@@ -8,12 +8,17 @@ from __future__ import annotations
 
 import datetime as dt
 import email
+import email.parser
 import email.policy
 import email.utils
 import hashlib
 import logging
+import re
+import unicodedata
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from email.message import EmailMessage, Message
+from email.message import Message
+from typing import Any
 
 import html2text
 from mailparser_reply import EmailReplyParser
@@ -36,10 +41,42 @@ KEPT_HEADERS = (
     "reply-to",
 )
 MAX_HEADER_CHARS = 2000  # per kept header; enormous headers are cut, never stored whole twice
+# The stdlib header parser slows with the square of a header's length (a 1 MB Subject of short words takes
+# about 20 s), so it is only ever given this much of one header; the rest stays in the raw bytes.
+MAX_PARSED_HEADER_CHARS = 16_000
 MAX_PARTS = 500  # hundreds of nested parts are read up to here, then the rest is left in the raw bytes
+MAX_ADDRESS_CHARS = 254  # RFC 5321 section 4.5.3.1.3: a path is at most 256 octets, brackets included
+# An addr-spec (RFC 5322 section 3.4.1) without comments or folding: what we can write back to. Display
+# names, brackets and the debris of a header the parsers half-understood do not match.
+_ATOM = r'[^\s\x00-\x1f\x7f"<>()\[\],;:@\\]+'
+ADDRESS = re.compile(rf'(?:"[^"\\\x00-\x1f\x7f]+"|{_ATOM})@{_ATOM}')
+ANGLE_ADDRESS = re.compile(rf"<({ADDRESS.pattern})>")
+MAX_CONTROL_SHARE = 0.05  # written text has almost no control characters; binary read as text has ~12%
 WESTERN_CHARSETS = {"us-ascii", "ascii", "iso-8859-1", "latin-1", "latin1", "windows-1252", "cp1252", ""}
 
 _reply_parser = EmailReplyParser(languages=["en"])
+
+
+class BoundedPolicy(email.policy.EmailPolicy):
+    """The default policy, except that the header parser sees at most ``MAX_PARSED_HEADER_CHARS`` of a header."""
+
+    def header_fetch_parse(self, name: str, value: Any) -> Any:
+        if isinstance(value, str):
+            value = bounded_header(name, value)
+        return super().header_fetch_parse(name, value)
+
+
+def bounded_header(name: str, value: str) -> str:
+    """The start of an enormous header, or for References its end, where the newest ids are (RFC 5322 3.6.4)."""
+    if len(value) <= MAX_PARSED_HEADER_CHARS:
+        return value
+    if name.lower() != "references":
+        return value[:MAX_PARSED_HEADER_CHARS]
+    tail = value[-MAX_PARSED_HEADER_CHARS:]
+    return tail[tail.find("<"):] if "<" in tail else tail  # drop the id the cut went through
+
+
+READING_POLICY = BoundedPolicy()
 
 
 @dataclass
@@ -98,17 +135,22 @@ def parse_message(raw: bytes) -> ParsedMail:
         parsed.unreadable = "empty message"
         return parsed
     try:
-        message = email.message_from_bytes(raw, policy=email.policy.default)
+        message = email.message_from_bytes(raw, policy=READING_POLICY)
+    except RecursionError:
+        # The stdlib parser recurses once per nested part. The headers alone still say who wrote and what about.
+        logger.warning("message %s nests its parts too deeply to parse", parsed.raw_sha256)
+        message = email.parser.BytesHeaderParser(policy=READING_POLICY).parsebytes(raw)
+        parsed.unreadable = "the message nests its parts too deeply to read"
     except Exception as exc:  # the stdlib parser is lenient; anything it raises is itself a finding
         logger.exception("email parser failed")
         parsed.unreadable = f"the email parser failed: {type(exc).__name__}: {exc}"
         return parsed
     parsed.message = message
     _read_headers(message, parsed)
+    if parsed.unreadable:
+        return parsed
     try:
         _read_body(message, parsed)
-    except RecursionError:
-        parsed.unreadable = "the message nests its parts too deeply to read"
     except Exception as exc:
         logger.exception("reading the body failed")
         parsed.unreadable = f"the body could not be read: {type(exc).__name__}: {exc}"
@@ -117,23 +159,49 @@ def parse_message(raw: bytes) -> ParsedMail:
     return parsed
 
 
+def walk_parts(message: Message, limit: int = MAX_PARTS) -> Iterator[Message]:
+    """The parts of ``message`` in ``Message.walk`` order, at most ``limit``, without recursing into nesting."""
+    stack = [message]
+    for _ in range(limit):
+        if not stack:
+            return
+        part = stack.pop()
+        yield part
+        if part.is_multipart():
+            stack.extend(reversed(part.get_payload()))
+
+
 def header(message: Message, name: str) -> str:
     """One header as text. A header the strict policy cannot parse falls back to its raw form."""
     try:
         value = message.get(name)
         text = "" if value is None else str(value)
     except Exception:
-        text = next((str(v) for k, v in message.raw_items() if k.lower() == name.lower()), "")
-    return clean(text)[:MAX_HEADER_CHARS * 4]
+        text = next(iter(_raw_values(message, name)), "")
+    return bounded_header(name, clean(text))
+
+
+def _raw_values(message: Message, name: str) -> list[str]:
+    """A header's values as they arrived, for when the header parser refuses them."""
+    return [bounded_header(name, str(v)) for k, v in message.raw_items() if k.lower() == name.lower()]
 
 
 def _addresses(message: Message, name: str) -> list[tuple[str, str]]:
     try:
         values = [str(v) for v in message.get_all(name, [])]
     except Exception:
-        values = [str(v) for k, v in message.raw_items() if k.lower() == name.lower()]
-    pairs = email.utils.getaddresses([clean(v) for v in values])
-    return [(n.strip(), a.strip().lower()) for n, a in pairs if "@" in a]
+        values = _raw_values(message, name)
+    values = [clean(v) for v in values]
+    pairs = [(n.strip(), a.strip().lower()) for n, a in email.utils.getaddresses(values)]
+    found = [(n, a) for n, a in pairs if is_address(a)]
+    if not found:  # a header no parser could split may still hold one <address> a person would read
+        found = [("", a.lower()) for v in values for a in ANGLE_ADDRESS.findall(v) if is_address(a)]
+    return found
+
+
+def is_address(text: str) -> bool:
+    """True for one bare address we could write to, within RFC 5321's length limit."""
+    return len(text) <= MAX_ADDRESS_CHARS and ADDRESS.fullmatch(text) is not None
 
 
 def _read_headers(message: Message, parsed: ParsedMail) -> None:
@@ -147,7 +215,7 @@ def _read_headers(message: Message, parsed: ParsedMail) -> None:
     parsed.to_addrs = [addr for _, addr in _addresses(message, "to") + _addresses(message, "cc")][:100]
     parsed.date = _read_date(header(message, "date"))
     parsed.headers = {
-        name: header(message, name)[:MAX_HEADER_CHARS] for name in KEPT_HEADERS if message.get(name) is not None
+        name: header(message, name)[:MAX_HEADER_CHARS] for name in KEPT_HEADERS if name in message
     }
 
 
@@ -156,11 +224,12 @@ def _read_date(value: str) -> dt.datetime | None:
         return None
     try:
         when = email.utils.parsedate_to_datetime(value)
+        if when.tzinfo is None:  # RFC 5322 -0000: the zone is unknown, read it as UTC
+            when = when.replace(tzinfo=dt.timezone.utc)
+        # In UTC now, so a date near year 9999 overflows here rather than when the database stores it.
+        return when.astimezone(dt.timezone.utc)
     except (TypeError, ValueError, IndexError, OverflowError):
         return None
-    if when.tzinfo is None:  # RFC 5322 -0000: the zone is unknown, read it as UTC
-        when = when.replace(tzinfo=dt.timezone.utc)
-    return when
 
 
 def decode_part(part: Message) -> str:
@@ -177,7 +246,7 @@ def decode_part(part: Message) -> str:
     for charset in candidates:
         try:
             return clean(payload.decode(charset))
-        except (LookupError, UnicodeDecodeError):
+        except (LookupError, ValueError):  # ValueError: UnicodeError, which codecs such as "undefined" raise
             continue
     return clean(payload.decode("latin-1"))
 
@@ -202,9 +271,7 @@ def _is_attachment(part: Message) -> bool:
 def _read_body(message: Message, parsed: ParsedMail) -> None:
     plain: list[str] = []
     html: list[str] = []
-    for count, part in enumerate(message.walk()):
-        if count >= MAX_PARTS:
-            break
+    for part in walk_parts(message):
         if part.is_multipart() or part.get_content_type() in ("message/rfc822", "message/delivery-status"):
             continue
         if _is_attachment(part):
@@ -229,7 +296,7 @@ def _describe_attachment(part: Message) -> AttachmentInfo:
         filename = ""
     return AttachmentInfo(
         filename=clean(filename)[:500],
-        content_type=part.get_content_type(),
+        content_type=clean(part.get_content_type())[:200],
         size=len(data),
         sha256=hashlib.sha256(data).hexdigest(),
     )
@@ -246,7 +313,8 @@ def _split_reply(parsed: ParsedMail) -> None:
     new_lines = [line for line in latest.body.splitlines() if not line.lstrip().startswith(">")]
     parsed.new_text = "\n".join(new_lines).strip()
     parsed.signature = latest.signatures
-    parsed.quoted = "\n\n".join(r.full_body for r in replies[1:] if r.full_body)
+    # Keep the forwarded headers ("From: Mara Quinlan <mquinlan@...>"): they say who the quoted text is from.
+    parsed.quoted = "\n\n".join(r.content for r in replies[1:] if r.content)
     if not parsed.new_text and len(replies) > 1 and not latest.content:
         # A forward with no note of its own: the forwarded text is what the host wants read.
         parsed.new_text = replies[1].body
@@ -256,4 +324,13 @@ def _looks_like_email(message: Message, parsed: ParsedMail) -> bool:
     """Binary garbage parses as a body with no headers at all; a real email has at least one."""
     if not message.keys():
         return False
-    return bool(parsed.from_addr or parsed.subject or parsed.full_text.strip() or parsed.attachments)
+    return bool(parsed.from_addr or parsed.subject or _is_written_text(parsed.full_text) or parsed.attachments)
+
+
+def _is_written_text(text: str) -> bool:
+    """False for bytes that only decoded as text because cp1252 and Latin-1 accept any byte."""
+    sample = text[:4000]
+    if not sample.strip():
+        return False
+    control = sum(1 for ch in sample if ch == "\ufffd" or (unicodedata.category(ch) == "Cc" and ch not in "\t\n\r"))
+    return control / len(sample) < MAX_CONTROL_SHARE

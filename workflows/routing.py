@@ -19,7 +19,7 @@ from storage.mailing import Subscriber, find_subscriber
 from storage.outbox import OutboxItem
 from storage.registry import Event, Host
 from storage.tickets import Message, Ticket
-from workflows.decisions import approve, email_host
+from workflows.decisions import approve
 from workflows.ticket_actions import SYSTEM_ACTOR, audit, move_ticket, queue_acknowledgement
 from workflows.kinds import spec_for
 from workflows.kinds.base import Approval

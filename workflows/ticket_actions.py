@@ -33,7 +33,7 @@ def audit(
     session.add(
         AuditEntry(
             ticket_id=ticket.id if ticket else None,
-            actor=actor,
+            actor=actor[:200],  # an actor names a sender, and a valid address can be long
             action=action,
             before=before or {},
             after=after or {},

@@ -43,7 +43,7 @@ CUES: tuple[Cue, ...] = (
     cue(r"\brecord (?:its|the|their|our|this|that) (?:count|number|total)s?\b", 2.5),
     cue(rf"\b{NUMBER}\s+(?:[a-z-]+\s+){{0,2}}(?:completed|received|earned|got|finished)\b", 1.5),
     cue(rf"\b(?:no one|nobody|not|none)\b.{{0,30}}\b(?:received|got|earned)\b.{{0,20}}\b{CERT}", -2.5),
-    cue(rf"\b(?:can|could|may|would) (?:we|i)\b.{{0,60}}\b(?:issue|give|offer|award)\b", -2.0),
+    cue(r"\b(?:can|could|may|would) (?:we|i)\b.{0,60}\b(?:issue|give|offer|award)\b", -2.0),
 )
 
 _COUNT_PATTERNS = (
@@ -51,7 +51,7 @@ _COUNT_PATTERNS = (
     re.compile(rf"(?:{NONE_ISSUED})|\b(?:as|record it|enter)\s+(?:a\s+)?(?:zero|0)\b", re.IGNORECASE),
     re.compile(rf"\b(?P<n>{NUMBER})\s+(?:[a-z]+\s+){{0,3}}{CERT}\b", re.IGNORECASE),
     re.compile(rf"\b(?P<n>{NUMBER})\s+(?:were\s+)?(?:issued|certified|awarded)\b", re.IGNORECASE),
-    re.compile(rf"\b(?:numbers?|counts?|totals?)\b[^.\n]{{0,60}}?:\s*(?P<n>\d{{1,4}})\b", re.IGNORECASE),
+    re.compile(r"\b(?:numbers?|counts?|totals?)\b[^.\n]{0,60}?:\s*(?P<n>\d{1,4})\b", re.IGNORECASE),
     re.compile(rf"\b{CERT}\s*(?:issued|count|total|given)?\s*[:=-]\s*(?P<n>{NUMBER})\b", re.IGNORECASE),
     re.compile(rf"\b(?:issued|gave out|awarded|handed out)\s*:?\s*(?P<n>{NUMBER})\b", re.IGNORECASE),
     re.compile(rf"\b(?P<n>{NUMBER})\s+(?:\w+\s+){{0,2}}{PEOPLE}\b", re.IGNORECASE),
