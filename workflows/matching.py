@@ -10,6 +10,7 @@ abbreviation with the text, which keeps it fast with thousands of hosts.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import re
 import threading
 import time
@@ -39,12 +40,13 @@ GENERIC_WORDS = frozenset(
 )
 ACRONYM_SKIP = frozenset({"of", "the", "and", "for", "&", "a", "an", "in", "at", "no"})
 HOST_NAME_THRESHOLD = 88
-CACHE_SECONDS = 60.0
+CHECK_SECONDS = 1.0  # how often a process asks whether the registry changed
 
 _WORD = re.compile(r"[a-z0-9]+")
 _CAPS = re.compile(r"\b[A-Z][A-Za-z0-9]{1,7}\b")
 
 
+@functools.lru_cache(maxsize=65536)
 def fold(text: str) -> str:
     """Lower-case, accents removed, punctuation to spaces: the form every comparison uses."""
     decomposed = unicodedata.normalize("NFKD", text)
@@ -186,20 +188,38 @@ def _name_coverage(name: str, words: set[str]) -> float:
 
 
 _cache_lock = threading.Lock()
-_cache: dict[str, tuple[float, RegistryIndex]] = {}
+_cache: dict[str, tuple[float, tuple[object, ...], RegistryIndex]] = {}
+
+
+def registry_version(session: Session) -> tuple[object, ...]:
+    """Row counts and latest changes of hosts and users: any import or approval changes one of them."""
+    row = session.execute(
+        sa.select(
+            sa.select(sa.func.count()).select_from(Host).scalar_subquery(),
+            sa.select(sa.func.max(Host.updated_at)).scalar_subquery(),
+            sa.select(sa.func.count()).select_from(User).scalar_subquery(),
+            sa.select(sa.func.max(User.updated_at)).scalar_subquery(),
+        )
+    ).one()
+    return tuple(row)
 
 
 def registry_index(session: Session) -> RegistryIndex:
-    """The index for this database, rebuilt at most once a minute or after ``forget_registry_index``."""
+    """The index for this database, rebuilt when the registry changed (checked at most once a second),
+    including by another process such as ``pdubot import``."""
     key = str(session.get_bind().url)
     now = time.monotonic()
     with _cache_lock:
         cached = _cache.get(key)
-        if cached and now - cached[0] < CACHE_SECONDS:
-            return cached[1]
-    index = RegistryIndex.build(session)
+    if cached and now - cached[0] < CHECK_SECONDS:
+        return cached[2]
+    version = registry_version(session)
+    if cached and cached[1] == version:
+        index = cached[2]
+    else:
+        index = RegistryIndex.build(session)
     with _cache_lock:
-        _cache[key] = (now, index)
+        _cache[key] = (now, version, index)
     return index
 
 

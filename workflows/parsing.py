@@ -11,6 +11,7 @@ import email
 import email.parser
 import email.policy
 import email.utils
+import functools
 import hashlib
 import logging
 import re
@@ -62,8 +63,15 @@ class BoundedPolicy(email.policy.EmailPolicy):
 
     def header_fetch_parse(self, name: str, value: Any) -> Any:
         if isinstance(value, str):
-            value = bounded_header(name, value)
+            return _parsed_header(self, name, bounded_header(name, value))
         return super().header_fetch_parse(name, value)
+
+
+@functools.lru_cache(maxsize=4096)
+def _parsed_header(policy: BoundedPolicy, name: str, value: str) -> Any:
+    """Header objects are immutable, and the email package parses a header again on every access
+    (a part's Content-Type several times while walking), so each distinct header is parsed once."""
+    return email.policy.EmailPolicy.header_fetch_parse(policy, name, value)
 
 
 def bounded_header(name: str, value: str) -> str:
