@@ -8,7 +8,8 @@ import email.policy
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
-from storage.enums import Channel, MessageClass, Source, TicketStatus
+from storage.enums import Channel, MessageClass, Source, SubscriberStatus, TicketStatus
+from storage.mailing import Subscriber
 from storage.mailstate import is_suppressed
 from storage.outbox import OutboxItem
 from storage.tickets import AuditEntry, Message, Ticket
@@ -132,11 +133,15 @@ def bounce_for(address: str) -> bytes:
 
 
 def test_it_marks_a_bounced_address_undeliverable_without_a_ticket(sessions, mail: MailFactory):
+    with sessions() as session:
+        session.add(Subscriber(email="gone@school.k12.mt.us", status=SubscriberStatus.CONFIRMED))
+        session.commit()
     receipt = take(sessions, bounce_for("Gone@School.k12.mt.us"))
     assert receipt.classification == MessageClass.BOUNCE
     assert count(sessions, Ticket) == 0
     with sessions() as session:
         assert is_suppressed(session, "gone@school.k12.mt.us")
+        assert session.get(Subscriber, "gone@school.k12.mt.us").status == SubscriberStatus.BOUNCED
     take(sessions, mail.raw(sender="gone@school.k12.mt.us"))
     assert emails_queued(sessions) == 0  # never mail an undeliverable address
 

@@ -18,7 +18,8 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, Operation
 from sqlalchemy.orm import Session, sessionmaker
 
 from storage.base import utcnow
-from storage.enums import Direction, MessageClass, Source, TicketKind, TicketStatus
+from storage.enums import Direction, MessageClass, Source, SubscriberStatus, TicketKind, TicketStatus
+from storage.mailing import find_subscriber
 from storage.mailstate import suppress
 from storage.outbox import OutboxItem
 from storage.tickets import Attachment, Message, Ticket
@@ -221,6 +222,9 @@ def record_non_request(session: Session, verdict: Verdict) -> None:
     """Non-requests make no ticket and get no answer; a bounce marks the failing addresses undeliverable."""
     for address in verdict.failed_addresses:
         suppress(session, address, f"bounced: {verdict.reason}")
+        subscriber = find_subscriber(session, address)
+        if subscriber is not None and subscriber.status != SubscriberStatus.UNSUBSCRIBED:
+            subscriber.status = SubscriberStatus.BOUNCED  # hard bounces leave the mailing list (bulk-mail rules)
 
 
 def open_ticket(session: Session, message: Message, reading: Reading) -> Ticket:
