@@ -107,7 +107,7 @@ _NAME_WORD = (
     rf"|[{_UPPER}][{_LOWER}]+(?:-[{_UPPER}][{_LOWER}]+)?"  # Núñez, Smith-Jones
 )
 _PARTICLE = r"(?:[Vv]an|[Vv]on|[Dd]e|[Dd]a|[Dd]el|[Dd]er|[Ll]a|[Ll]e|St\.?|Ó|Ní|Nic|Mac|Mc|O|Ua)"
-PERSON_NAME = re.compile(rf"\b(?:{_NAME_WORD})(?:\s+(?:{_PARTICLE}\s+)?(?:{_NAME_WORD})){{1,3}}\b")
+PERSON_NAME = re.compile(rf"\b(?:{_NAME_WORD})(?:\s+(?:{_PARTICLE}\s+)?(?:{_NAME_WORD})){{1,4}}\b")
 NOT_NAME_WORDS = frozenset(
     """Please Thanks Thank Hello Hi Dear Good Morning Afternoon Our The This That We Can Could Would Will Public
     Schools School District County University College Montana Secure Portal Professional Development Event

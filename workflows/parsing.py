@@ -113,6 +113,7 @@ class ParsedMail:
     new_text: str = ""
     signature: str = ""
     quoted: str = ""
+    forwarded: str = ""  # the text of a forwarded message, without its header block
     html_only: bool = False
     attachments: list[AttachmentInfo] = field(default_factory=list)
     unreadable: str = ""  # the reason, when the message could not be read
@@ -323,6 +324,8 @@ def _split_reply(parsed: ParsedMail) -> None:
     parsed.signature = latest.signatures
     # Keep the forwarded headers ("From: Mara Quinlan <mquinlan@...>"): they say who the quoted text is from.
     parsed.quoted = "\n\n".join(r.content for r in replies[1:] if r.content)
+    if len(replies) > 1 and re.search(r"forwarded message|^-+ ?original message", replies[0].content[-200:] + replies[1].headers, re.IGNORECASE | re.MULTILINE):
+        parsed.forwarded = replies[1].body
     if not parsed.new_text and len(replies) > 1 and not latest.content:
         # A forward with no note of its own: the forwarded text is what the host wants read.
         parsed.new_text = replies[1].body

@@ -27,6 +27,13 @@ from workflows.parsing import ParsedMail
 MOUNTAIN = ZoneInfo("America/Denver")
 CONFIDENCE_THRESHOLD = 0.3  # below this the kind becomes "other" and staff decide
 MINIMUM_SCORE = 2.0  # no kind with less evidence than this is believed at all
+COVER_NOTE_CHARS = 120  # a note this short on a forward only points at what it forwards
+COVER_NOTE = re.compile(
+    r"\bsee (?:below|attached|the (?:note|email|message) below)\b|\bbelow\b|\bforward(?:ing|ed)\b|"
+    r"\b(?:send|pass)(?:ing)? (?:this|it) along\b|\bcan you help\b",
+    re.IGNORECASE,
+)
+SHORT_REPLY_CHARS = 200  # "Yes, the Feb one in Butte.": a reply this short is read with the question it answers
 _SUBJECT_NOISE = re.compile(r"^\s*(?:(?:re|fw|fwd|aw|sv)\s*:\s*|\[PDU-\d+\]\s*)+", re.IGNORECASE)
 
 
@@ -111,6 +118,10 @@ def build_context(session: Session, parsed: ParsedMail) -> Context:
         is_reply=bool(_SUBJECT_NOISE.match(parsed.subject)),
     )
     ctx.body, ctx.sign_off = split_sign_off(unwrap(parsed.new_text), ctx.sender_name)
+    ctx.note = ctx.body
+    if parsed.forwarded and is_cover_note(ctx.body):
+        # "See below, can you help?": the request is in what the host forwarded, so it is read too.
+        ctx.body = f"{ctx.body}\n\n{unwrap(parsed.forwarded)}".strip()
     # The signature often names the organisation; it is read for the host, never for the request.
     host_text = f"{subject}\n{ctx.body}\n{ctx.sign_off}\n{parsed.signature}"
     ctx.host_match = match_host(index, parsed.from_addr, host_text)
@@ -140,12 +151,27 @@ def _resolve_host(ctx: Context) -> None:
 
 def choose_kind(ctx: Context) -> tuple[KindSpec, float]:
     """The kind whose cues the new text matches best, with a confidence from the winning margin."""
-    scored = sorted(((spec.score(ctx), spec) for spec in all_specs()), key=lambda pair: -pair[0])
+    own = max(spec.score(ctx) for spec in all_specs())
+    borrow = ctx.is_reply and len(ctx.body) < SHORT_REPLY_CHARS and bool(ctx.context_text) and own < 3.0
+    scored = sorted(((kind_score(ctx, spec, borrow), spec) for spec in all_specs()), key=lambda pair: -pair[0])
     (best, spec), (second, _) = scored[0], scored[1]
     confidence = confidence_from(best, second)
     if best < MINIMUM_SCORE or confidence < CONFIDENCE_THRESHOLD:
         return spec_for(TicketKind.OTHER), confidence
     return spec, confidence
+
+
+def is_cover_note(note: str) -> bool:
+    """"See below, can you help?": the forward's own text is only a pointer to the forwarded request."""
+    return len(note) < COVER_NOTE_CHARS or bool(COVER_NOTE.search(note[:400]))
+
+
+def kind_score(ctx: Context, spec: KindSpec, borrow: bool) -> float:
+    """The kind's evidence; a short reply that says too little borrows half the evidence of what it answers."""
+    score = spec.score(ctx)
+    if borrow:
+        score += 0.5 * sum(c.weight for c in spec.cues if c.pattern.search(ctx.context_text[:1500]))
+    return score
 
 
 def confidence_from(best: float, second: float) -> float:

@@ -22,7 +22,7 @@ DETAIL = r"(?:phone|number|line|address|email|e-mail|contact|account manager|nam
 CUES: tuple[Cue, ...] = (
     cue(rf"\b(?:new|change|changed|update|updated|different|correct)\b.{{0,40}}\b{DETAIL}\b", 2.0),
     cue(r"\bmoved (?:our )?offices?\b|\bwe(?:'ve| have)? moved\b|\bnew (?:main|office|direct) (?:number|line|phone)\b|\bname change\b|\bchanged? (?:our|its) name\b|\bvoted to change\b", 2.5),
-    cue(r"\bnew (?:account )?(?:manager|contact)\b|\b(?:change|update)\w*\b.{0,30}\b(?:account (?:manager|contact)|contact (?:person|on file))\b|\btak(?:e|ing) over as\b|\bhost (?:name|account|information)\b", 2.5),
+    cue(r"(?<!as the )\bnew (?:account )?(?:manager|contact)\b|\b(?:change|update)\w*\b.{0,30}\b(?:account (?:manager|contact)|contact (?:person|on file))\b|\btak(?:e|ing) over as\b|\bhost (?:name|account|information)\b", 2.5),
     cue(r"\baccount (?:manager|contact)\b", 1.0),
     cue(rf"\b{DETAIL}\b.{{0,30}}\b(?:has |have |is |was )?(?:changed|changing|moved)\b", 2.0),
     cue(r"\bupdate (?:it |this )?(?:on |in )?(?:my|our|the) (?:pdups |rups )?(?:account|user|profile|info\w*|record)\b", 2.0),
@@ -55,12 +55,12 @@ def new_contact(ctx: Context) -> dict[str, str]:
 
 def new_name(ctx: Context) -> str | None:
     for sentence in sentences(ctx.body):
-        if not re.search(r"\bname\b|\b(?:is|are) now\b|\brenamed\b|\bnow called\b", sentence, re.IGNORECASE):
+        if not re.search(r"\bname\b|\b(?:is|are) now\b|\brenamed\b|\bnow called\b|\bofficially\b", sentence, re.IGNORECASE):
             continue
         quoted = re.findall(r"[\"“]([^\"”]{4,200})[\"”]", sentence)
         if quoted:
             return quoted[-1].strip(" .")
-        match = re.search(r"\b(?:(?:is|are) now(?: called| known as)?|renamed(?: to)?|now called|new name is|change (?:our|the) name to)\s+(?:the\s+)?([A-Z][^.,;\n]{3,150})", sentence)
+        match = re.search(r"\b(?:(?:is|are) now(?: officially)?(?: called| known as)?|renamed(?: to)?|now called|new name is|change (?:our|the) name to)\s+(?:the\s+)?([A-Z][^.,;\n]{3,150})", sentence)
         if match:
             return match.group(1).strip(" .")
     return None
@@ -68,7 +68,14 @@ def new_name(ctx: Context) -> str | None:
 
 def new_phone(ctx: Context) -> tuple[str, str] | None:
     """(field, phone): "my" line is the contact's phone when the contact writes, else the host's phone."""
-    for sentence in sentences(ctx.body):
+    given = labelled(ctx.body, "new phone", "new phone number", "new number", "new direct line")
+    if given and phones_in(given):
+        mine = _is_contact(ctx, ctx.sender) and re.search(r"\b(?:my|I'm|I am)\b", ctx.body)
+        return ("contact_phone" if mine else "phone"), phones_in(given)[0]
+    parts = sentences(ctx.body)
+    for n, sentence in enumerate(parts):
+        if phones_in(sentence) and not re.search(r"\b(?:phone|number|line|cell)\b", sentence, re.IGNORECASE) and n:
+            sentence = f"{parts[n - 1]} {sentence}"  # "My direct line has changed. Please use ... for me."
         if not re.search(r"\b(?:phone|number|line|cell)\b", sentence, re.IGNORECASE):
             continue
         if re.search(r"\b(?:hasn'?t|has not|stays?|same|unchanged|won'?t change|not changing)\b", sentence, re.IGNORECASE) and not re.search(r"\bnew\b", sentence, re.IGNORECASE):
@@ -76,7 +83,7 @@ def new_phone(ctx: Context) -> tuple[str, str] | None:
         phones = phones_in(sentence)
         if not phones:
             continue
-        personal = re.search(r"\bmy (?:new )?(?:direct |cell |office |contact |work )?(?:office )?(?:phone|number|line|cell)\b", sentence, re.IGNORECASE)
+        personal = re.search(r"\bmy (?:new )?(?:direct |cell |office |contact |work )?(?:office )?(?:phone|number|line|cell)\b|\bfor me\b", sentence, re.IGNORECASE)
         field = "contact_phone" if personal and _is_contact(ctx, ctx.sender) else "phone"
         return field, phones[0]
     return None
@@ -86,6 +93,14 @@ def new_address(ctx: Context) -> str | None:
     value = labelled(ctx.body, "new address", "address", "new mailing address", "mailing address")
     if value:
         return value.strip(" .")
+    block = re.search(r"\baddress\b[^\n]{0,40}?\bto:?\s*\n+((?:[^\n]+\n?){1,4})", ctx.body, re.IGNORECASE)
+    if block:
+        # An address set out on its own lines: street and town, without the organisation's name line.
+        lines = [l.strip(" ,") for l in block.group(1).splitlines() if l.strip()]
+        lines = [l for l in lines if not (ctx.host and fold(l) == fold(ctx.host.name)) and not l.lower().startswith(("phone", "email"))]
+        joined = ", ".join(lines)
+        if re.search(r"\b(?:MT|Montana)\b\.?\s*\d{5}", joined):
+            return joined
     if re.search(r"\baddress\b|\bmoved\b|\boffices?\b|\bbuilding\b", ctx.body, re.IGNORECASE):
         match = STREET.search(ctx.body)
         if match:
@@ -94,6 +109,9 @@ def new_address(ctx: Context) -> str | None:
 
 
 def new_email(ctx: Context) -> tuple[str, str] | None:
+    given = emails_in(labelled(ctx.body, "new email", "new e-mail", "new email address") or "")
+    if given:
+        return ("contact_email" if _is_contact(ctx, ctx.sender) else "email"), given[0]
     parts = sentences(ctx.body)
     # "...change the contact email from this gmail to" with the address alone on the next line
     windows = [" ".join(parts[n : n + 2]) if not emails_in(parts[n]) else parts[n] for n in range(len(parts))]

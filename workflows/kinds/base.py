@@ -56,6 +56,7 @@ class Context:
     mentions: list[DateMention] = field(default_factory=list)
     host_events: list[Event] = field(default_factory=list)
     sign_off: str = ""  # the signature block under the new text: read for the host, never for the request
+    note: str = ""  # the host's own words, before any forwarded text was added to ``body``
     is_reply: bool = False
 
     @property

@@ -40,13 +40,16 @@ CUES: tuple[Cue, ...] = (
     # Asking where a certificate is, or what happened to a count already reported, is not a new count.
     cue(r"\b(?:we|already) (?:already )?(?:reported|recorded|sent) (?:the |our |that |those |a )?(?:counts?|numbers?|certificates)\b|\bwhere (?:is|are)\b|\bcan'?t find\b|\bblank certificate", -2.0),
     cue(rf"\b{CERT}\s+(?:already\s+)?(?:went out|were (?:already )?(?:issued|printed|given|handed out))\b.{{0,40}}\b(?:reissue|re-issue|reprint|fix|wrong|with)\b|\balready went out\b", -2.0),
-    cue(r"\brecord (?:its|the|their|our|this|that) (?:count|number|total)s?\b", 2.5),
+    cue(r"\brecord (?:its|the|their|our|this|that) (?:count|number|total)s?\b|\brecord (?:a )?(?:0|zero)\b", 2.5),
+    cue(r"\b(?:send|give|provide|email) (?:us|me) (?:a |an )?(?:list|report|export|spreadsheet)\b|\blist of (?:all )?(?:our |\w+ )?events\b", -3.0),
     cue(rf"\b{NUMBER}\s+(?:[a-z-]+\s+){{0,2}}(?:completed|received|earned|got|finished)\b", 1.5),
     cue(rf"\b(?:no one|nobody|not|none)\b.{{0,30}}\b(?:received|got|earned)\b.{{0,20}}\b{CERT}", -2.5),
     cue(r"\b(?:can|could|may|would) (?:we|i)\b.{0,60}\b(?:issue|give|offer|award)\b", -2.0),
 )
 
 _COUNT_PATTERNS = (
+    re.compile(rf"\b(?:record|enter|report|put down|mark)\s+(?:it\s+as\s+|it\s+|as\s+|a\s+)?(?P<n>\d{{1,4}}|zero)\b(?!\s*(?:hours|minutes|days|/))", re.IGNORECASE),
+    re.compile(rf"\b(?:number of {CERT}(?: issued)?|{CERT} (?:count|total)|count)\s+(?:is|was|=)\s+(?P<n>{NUMBER})\b", re.IGNORECASE),
     re.compile(rf"\b{CERT}\s*(?:issued|count|total|given|awarded)\s*[:=|]+\s*(?P<n>{NUMBER})\b", re.IGNORECASE),
     re.compile(rf"(?:{NONE_ISSUED})|\b(?:as|record it|enter)\s+(?:a\s+)?(?:zero|0)\b", re.IGNORECASE),
     re.compile(rf"\b(?P<n>{NUMBER})\s+(?:[a-z]+\s+){{0,3}}{CERT}\b", re.IGNORECASE),

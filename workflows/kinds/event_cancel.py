@@ -23,10 +23,10 @@ CUES: tuple[Cue, ...] = (
     cue(r"\bnever (?:held|happened|ran|took place)\b|\bcall(?:ed|ing)? (?:it |this |that |the [\w ]{1,40}?)?off\b|\bsnowed (?:out|in)\b|\bpostponed\b|\bscrapped\b|\bdropped\b|\bfell through\b", 3.0),
     cue(r"\btake\b.{0,60}\boff\b|\b(?:not|won'?t be|will not be) (?:going to )?reschedul\w*|\bnot (?:be )?made up\b", 1.5),
     cue(r"\b(?:delete|remove|pull|drop|take down)\b\s+(?:that|the|this|our)\s+(?:[\w-]+\s+){0,3}(?:event|workshop|training|session|class|course|preview|webinar|day|night)\b|\b(?:event|workshop|training|session|preview)\s+pulled\b|\bpulled\b", 2.5),
-    cue(r"\b(?:won'?t|will not|don'?t|do not) have enough (?:participants|people|registrations|sign-?ups)|\bnot enough (?:participants|registrations|sign-?ups|interest)\b|\bpulled out\b|\bpushed (?:back )?to\b|\bnobody else is\b", 2.0),
+    cue(r"\b(?:won'?t|will not|don'?t|do not) have enough (?:\w+ ){0,2}(?:participants|people|registrations|sign-?ups|signed up|enrolled)|\bnot enough (?:participants|registrations|sign-?ups|interest)\b|\bpulled out\b|\bpushed (?:back )?to\b|\bnobody else is\b", 2.0),
     cue(rf"\b(?:remove|delete|take down|take off|drop|pull)\b.{{0,50}}\b{EVENT_WORDS}\b", 1.5),
     cue(r"\boff (?:the|our) (?:calendar|list|schedule|events)\b|\bfrom (?:pdups|rups|the calendar|our events|our list)\b", 1.5),
-    cue(r"\bremove\b.{0,40}\bfrom\b.{0,30}\bevents\b|\bnot doing (?:it|this|that|them)\b|\bnot (?:running|offering|holding) (?:it|this|that)\b", 2.5),
+    cue(r"\bremove\b.{0,40}\bfrom\b.{0,30}\bevents\b|\bnot doing (?:it|this|that|them)\b|\b(?:won'?t be|will not be|aren'?t|are not|not) (?:running|offering|holding|doing) (?:it|this|that|the|our)\b", 2.5),
     cue(r"\b(?:no one|nobody) (?:attended|signed up|registered|came)\b|\blow (?:enrollment|registration)\b|\bonly had \d+ sign", 1.5),
 )
 

@@ -52,8 +52,16 @@ def _number(text: str) -> Decimal | None:
 
 
 def relevant(ctx: Context, keywords: str) -> list[str]:
-    """The sentences of the new text that talk about one attribute, plus the sentence after each."""
-    parts = sentences(ctx.body)
+    """The sentences of the new text that talk about one attribute, with their neighbours.
+
+    The host's own note is read first; text they forwarded only when the note does not say.
+    """
+    own = _relevant_in(ctx.note or ctx.body, keywords)
+    return own if own or not ctx.note else _relevant_in(ctx.body, keywords)
+
+
+def _relevant_in(text: str, keywords: str) -> list[str]:
+    parts = sentences(text)
     chosen: list[str] = []
     for n, sentence in enumerate(parts):
         if re.search(keywords, sentence, re.IGNORECASE):

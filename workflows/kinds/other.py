@@ -9,6 +9,7 @@ from workflows.kinds.base import Context, Cue, Fields, KindSpec, cue
 
 CUES: tuple[Cue, ...] = (
     cue(r"^\W*(?:thanks?|thank you)\b", 1.5),
+    cue(r"^\W*(?:perfect|great|wonderful|awesome|got it|all set|excellent)[,!. ]+(?:thanks?|thank you)\b|\bthat'?s all we needed\b", 3.0),
     cue(r"\btransition\b(?! updates?)|\btimeline\b|\bnetwork (?:collaborative )?call\b|\bzoom link\b|\bblank certificate\b|\bnewsletter (?:article|submission)\b", 1.0),
     # Educators' own records and renewals belong to Licensure; hosts forward such questions.
     cue(r"\brenew(?:al|ing|s)?\b.{0,60}\blicen[cs]e|\blicensure\b|\bhow many (?:pdus|units)\b|\bclass of licen[cs]e\b", 2.5),
@@ -19,6 +20,8 @@ CUES: tuple[Cue, ...] = (
     cue(r"\bhow long\b.{0,60}\bkeep\b|\brecords? retention\b|\bsign-in sheets\b", 2.0),
     cue(r"\bnot showing up\b|\bnever (?:got|received)\b|\bgo to licensure\b", 2.0),
     cue(r"\bsomething wrong\b|\bon your end\b|\bwhat'?s going on\b|\bany idea why\b", 2.0),
+    cue(r"\bcomes? up (?:completely )?blank\b|\bprint(?:s|ing)? (?:out )?blank\b|\bcertificate\b.{0,60}\bblank\b", 2.5),
+    cue(r"\b(?:send|give|provide|email) (?:us|me) (?:a |an )?(?:list|report|export|spreadsheet)\b|\bannual report\b|\bno export\b", 2.5),
     cue(r"\bhow many (?:pdus|units|renewal units)\b.{0,30}\bneeds?\b|\b60 (?:pdus|units)\b|\bdepend on the class\b", 2.0),
 )
 

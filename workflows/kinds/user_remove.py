@@ -19,13 +19,16 @@ CUES: tuple[Cue, ...] = (
     cue(r"\bno longer (?:with|works?|working|employed|at|here|a user)\b|\bhas left\b|\bleft (?:the|our) (?:district|school|org\w*|college|university|agency|position)|\b(?<!be )retired\b|\bresigned\b|\btook a (?:job|position)\b|\blast day\b|\baccepted a position\b|\bmoved on\b|\bleaving\b|\btransferred\b|\banymore\b|\bmoved to a\b", 2.0),
     cue(r"\btake (?:him|her|them)\b.{0,20}\boff\b|\b(?:his|her|their) (?:login|access|user|account|username)\b", 2.0),
     cue(r"\bdeactivat\w+\b", 2.0),
+    cue(r"\b(?:close|remove|deactivate|delete|shut off|turn off)\b.{0,10}\bmy\b.{0,15}\b(?:pdups |rups )?(?:login|account|user|access)\b", 3.0),
     cue(r"\b(?:user|login|log-in|access|account|username)\b.{0,30}\b(?:be |been |get )?(?:deactivated|removed|disabled|turned off|shut off|closed)\b", 3.0),
     cue(r"\bremove my (?:pdups |rups )?(?:user )?account\b|\bremove (?:him|her|them)\b", 1.5),
 )
 
 
 def _self_removal(ctx: Context) -> bool:
-    return bool(re.search(r"\bremove (?:my|me)\b.{0,30}\b(?:account|user|login|access)|\bmy (?:pdups |user )?account\b", ctx.body, re.IGNORECASE))
+    return bool(re.search(
+        r"\b(?:remove|close|deactivate|delete|disable|shut off|turn off|cancel)\b.{0,10}\b(?:my|me)\b.{0,15}\b(?:account|user|login|access|username)\b",
+        ctx.body, re.IGNORECASE))
 
 
 def extract(ctx: Context) -> Fields:
