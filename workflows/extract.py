@@ -113,11 +113,13 @@ NOT_NAME_WORDS = frozenset(
     Schools School District County University College Montana Secure Portal Professional Development Event
     Events User Users Account PDUPS RUPS OPI Name Email Phone Organization Center Association Council Museum
     Consortium Institute Workshop Training Session Night Part Summit Conference Course Online Monday Tuesday
-    Wednesday Thursday Friday Saturday Sunday January February March April May June July August September
-    October November December Region Department Office Learning Literacy Science Mathematics Math Education
+    Wednesday Thursday Friday Saturday Sunday January February September October November December Region Department Office Learning Literacy Science Mathematics Math Education
     Director Coordinator Coach Specialist Superintendent President Manager Chair Assistant Program New
     Street St Ave Avenue Road Rd Suite Drive Lane Valley Great Falls Big Sky Hi Line Indian Reading""".split()
 )
+
+
+NAME_MONTHS = frozenset({"March", "April", "May", "June", "July", "August"})
 
 
 def person_names(text: str) -> list[str]:
@@ -125,6 +127,9 @@ def person_names(text: str) -> list[str]:
     names: list[str] = []
     for match in PERSON_NAME.finditer(text):
         words = re.sub(r"['’]s$", "", match.group(0)).split()
+        # March, April, May, June and July are surnames too; followed by a number they are a date.
+        if words and words[-1] in NAME_MONTHS and re.match(r"\s*\d", text[match.end() : match.end() + 4]):
+            words.pop()
         while words and words[0] in NOT_NAME_WORDS:
             words.pop(0)
         while words and words[-1] in NOT_NAME_WORDS:

@@ -324,7 +324,10 @@ def _split_reply(parsed: ParsedMail) -> None:
     parsed.signature = latest.signatures
     # Keep the forwarded headers ("From: Mara Quinlan <mquinlan@...>"): they say who the quoted text is from.
     parsed.quoted = "\n\n".join(r.content for r in replies[1:] if r.content)
-    if len(replies) > 1 and re.search(r"forwarded message|^-+ ?original message", replies[0].content[-200:] + replies[1].headers, re.IGNORECASE | re.MULTILINE):
+    forward_marks = replies[0].content[-200:] + replies[1].headers if len(replies) > 1 else ""
+    is_forward = re.match(r"\s*(?:fw|fwd)\s*:", parsed.subject, re.IGNORECASE) or re.search(
+        r"forwarded message|^-+ ?original message", forward_marks, re.IGNORECASE | re.MULTILINE)
+    if len(replies) > 1 and is_forward:
         parsed.forwarded = replies[1].body
     if not parsed.new_text and len(replies) > 1 and not latest.content:
         # A forward with no note of its own: the forwarded text is what the host wants read.

@@ -142,7 +142,10 @@ def new_title(ctx: Context, event: Event) -> str | None:
             following = next((l for l in lines[n + 1 :] if l), "")
             if following and len(following) < 200:
                 return following.strip(" \"“”'")
-    text = " ".join(relevant(ctx, r"\b(?:title|name|typo|spell\w*|misspell\w*|should read|called|wording)\b"))
+    text = " ".join(relevant(ctx, r"\b(?:title|name|typo|spell\w*|misspell\w*|should read|called|wording|listing|read)\b"))
+    listing = re.search(r"\b(?:could|can|should|would) (?:the|it|its|our) (?:listing|title|name|event|session) (?:read|say|be)\s*:?\s*[\"“]([^\"”\n]{3,200})[\"”]", text, re.IGNORECASE)
+    if listing:
+        return listing.group(1).strip().rstrip(".")
     for match in re.finditer(rf"{NEW_VALUE}\s*:?\s*[\"“]([^\"”\n]{{3,200}})[\"”]", text, re.IGNORECASE):
         return match.group(1).strip()
     plain = re.search(r"\b(?:(?:change|correct|update|fix) (?:the|its|our) (?:title|name) to:?|new title (?:is|should be|will be):?|title (?:is now|should now be):?|(?:title|typo)\b[^.]{0,60}?\b(?:it )?should (?:be|read):?)\s+([^\"“\n(]{3,200}?)(?:[?!]|\.\s|\.$|$)", text, re.IGNORECASE)
