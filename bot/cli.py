@@ -157,7 +157,7 @@ def score(
 
 @outbox_app.command("deliver")
 def outbox_deliver() -> None:
-    """Deliver everything due in the outbox once, then exit."""
+    """Deliver everything due in the outbox once (email, and Slack when it is configured), then exit."""
     rt = ready_runtime()
     s = rt.settings
     relay = s.smtp_relay_url.get_secret_value() if s.smtp_relay_url else None
@@ -165,9 +165,21 @@ def outbox_deliver() -> None:
     async def drain() -> int:
         deliverer = EmailDeliverer(rt.sessions, make_transport(relay, s.outbox_maildir), s.outbox_max_attempts)
         try:
-            return await deliverer.drain()
+            handled = await deliverer.drain()
         finally:
             await deliverer.transport.close()
+        return handled + await drain_slack()
+
+    async def drain_slack() -> int:
+        from bot.slack.app import Mode, make_deliverer, mode_of
+
+        if mode_of(s) == Mode.OFF:
+            return 0  # Slack posts wait until Slack is configured
+        slack = make_deliverer(s, rt.sessions)
+        try:
+            return await slack.drain()
+        finally:
+            await slack.close()
 
     err.print(f"{asyncio.run(drain())} outbox rows handled")
 

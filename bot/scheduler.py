@@ -27,6 +27,7 @@ from bot.mailout import MailoutReport, bulk_transport, send_mailing
 from bot.runtime import Runtime
 from bot.secret_key import load_secret_key
 from bot.settings import Settings
+from bot.slack.digest import queue_digest
 from storage.base import utcnow
 from storage.jobs import claim_job, fail_job, finish_job, pause_job
 from workflows.calendar import (
@@ -196,6 +197,22 @@ class Jobs:
         if today == call_reminder_day(today.year, today.month):
             self.call_reminder(today)
 
+    def staff_digest(self, today: dt.date) -> dict[str, Any] | None:
+        """The Slack digest of tickets that have waited on staff more than SLACK_DIGEST_DAYS business days."""
+        return self.locked("staff_digest", today.isoformat(), self._digest)
+
+    def _digest(self) -> dict[str, Any]:
+        with self.sessions() as session:
+            count = queue_digest(session, self.now(), self.tz, self.settings.slack_digest_days)
+            session.commit()
+            return {"tickets": count}
+
+    def morning_digest(self) -> None:
+        today = self.now().date()
+        # Without Slack there is no channel to read it in, and a stale digest is no use once Slack is set up.
+        if is_business_day(today) and self.settings.slack_bot_token is not None:
+            self.staff_digest(today)
+
     def catch_up(self) -> None:
         """At start-up, run what today's triggers would already have run (a restart at 8:01 misses nothing)."""
         now = self.now()
@@ -203,6 +220,8 @@ class Jobs:
             self.morning_nag()
         if now.time() >= parse_clock(self.settings.mailings_at):
             self.morning_mailings()
+        if now.time() >= parse_clock(self.settings.slack_digest_at):
+            self.morning_digest()
 
 
 def build_scheduler(jobs: Jobs, settings: Settings) -> AsyncIOScheduler:
@@ -219,6 +238,9 @@ def build_scheduler(jobs: Jobs, settings: Settings) -> AsyncIOScheduler:
                                                     timezone=tz), id="certificate_nag")
     scheduler.add_job(jobs.morning_mailings, CronTrigger(day_of_week="mon-fri", hour=mailings_at.hour,
                                                          minute=mailings_at.minute, timezone=tz), id="mailings")
+    digest_at = parse_clock(settings.slack_digest_at)
+    scheduler.add_job(jobs.morning_digest, CronTrigger(day_of_week="mon-fri", hour=digest_at.hour,
+                                                       minute=digest_at.minute, timezone=tz), id="staff_digest")
     scheduler.add_job(jobs.send_due_mailings, IntervalTrigger(seconds=MAILOUT_POLL_SECONDS, timezone=tz),
                       id="mailouts")
     scheduler.add_job(jobs.catch_up, "date", run_date=dt.datetime.now(tz) + dt.timedelta(seconds=2), id="catch_up")

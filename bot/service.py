@@ -9,11 +9,17 @@ import signal
 import threading
 from collections.abc import Awaitable, Callable
 
+from slack_bolt.async_app import AsyncApp
+
 from bot.delivery import EmailDeliverer, make_transport
 from bot.runtime import Runtime
+from bot.scheduler import start_scheduler
+from bot.secret_key import load_secret_key
 from bot.settings import split_host_port
+from bot.slack import app as slack
 from bot.smtp_intake import MailboxHandler, start_smtp_server
 from bot.web import make_web_app, start_web
+from bot.web_unsubscribe import register as register_unsubscribe
 
 logger = logging.getLogger(__name__)
 
@@ -22,6 +28,8 @@ class Part(str, enum.Enum):
     INTAKE = "intake"  # SMTP, and IMAP when IMAP_URL is set
     WEB = "web"  # /healthz, Slack HTTP mode, unsubscribe
     OUTBOX = "outbox"
+    SCHEDULER = "scheduler"  # certificate-count nags, mailings, the monthly report
+    SLACK = "slack"  # Slack posts from the outbox, in order; Socket Mode when SLACK_APP_TOKEN is set
 
 
 async def keep_running(name: str, step: Callable[[], Awaitable[float]], stop: asyncio.Event) -> None:
@@ -45,12 +53,15 @@ class Service:
         self.parts = parts
         self.stop = asyncio.Event()
         self.outbox_wake = asyncio.Event()
+        self.slack_wake = asyncio.Event()  # its own event: each delivery loop clears the one it waits on
+        self._slack_app: AsyncApp | None = None
         self._threads_stop = threading.Event()
         self._closers: list[Callable[[], Awaitable[None]]] = []
         self._tasks: list[asyncio.Task[None]] = []
 
     def wake_outbox(self, *_: object) -> None:
         self.outbox_wake.set()
+        self.slack_wake.set()
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -60,6 +71,10 @@ class Service:
             await self._start_web()
         if Part.OUTBOX in self.parts:
             self._start_outbox()
+        if Part.SCHEDULER in self.parts:
+            self._start_scheduler()
+        if Part.SLACK in self.parts:
+            self._start_slack()
 
     async def _start_intake(self) -> None:
         s = self.runtime.settings
@@ -79,11 +94,15 @@ class Service:
             self._tasks.append(asyncio.create_task(asyncio.to_thread(intake.run_forever, self._threads_stop)))
 
     def wake_outbox_threadsafe(self, *_: object) -> None:
-        self._loop.call_soon_threadsafe(self.outbox_wake.set)
+        self._loop.call_soon_threadsafe(self.wake_outbox)
 
     async def _start_web(self) -> None:
         host, port = split_host_port(self.runtime.settings.http_listen, 3000)
-        runner = await start_web(make_web_app(self.runtime.sessions), host, port)
+        app = make_web_app(self.runtime.sessions)
+        register_unsubscribe(app, self.runtime.sessions, load_secret_key(self.runtime.settings))
+        if slack.mode_of(self.runtime.settings) == slack.Mode.HTTP and slack.can_serve_http(self.runtime.settings):
+            slack.mount_events(app, self.slack_app())
+        runner = await start_web(app, host, port)
         self._closers.append(runner.cleanup)
 
     def _start_outbox(self) -> None:
@@ -105,6 +124,29 @@ class Service:
         self._tasks.append(asyncio.create_task(keep_running("outbox delivery", step, self.stop)))
         self._closers.append(deliverer.transport.close)
 
+    def slack_app(self) -> AsyncApp:
+        """One Bolt app per process, shared by HTTP mode and Socket Mode."""
+        if self._slack_app is None:
+            self._slack_app = slack.build_app(self.runtime.settings, self.runtime.sessions, self.wake_outbox)
+        return self._slack_app
+
+    def _start_slack(self) -> None:
+        s = self.runtime.settings
+        if slack.mode_of(s) == slack.Mode.OFF:
+            logger.info("Slack is not configured (SLACK_BOT_TOKEN, SLACK_CHANNEL): its posts wait in the outbox")
+            return
+        deliverer = slack.make_deliverer(s, self.runtime.sessions)
+        step = slack.delivery_step(deliverer, self.slack_wake, s.outbox_poll_seconds)
+        self._tasks.append(asyncio.create_task(keep_running("Slack delivery", step, self.stop)))
+        self._closers.append(deliverer.close)
+        if s.slack_app_token is not None:
+            socket = slack.SocketMode(self.slack_app(), s.slack_app_token.get_secret_value())
+            self._tasks.append(asyncio.create_task(keep_running("Slack Socket Mode", socket.step, self.stop)))
+            self._closers.append(socket.close)
+
+    def _start_scheduler(self) -> None:
+        self._closers.append(start_scheduler(self.runtime, on_queued=self.wake_outbox_threadsafe))
+
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
@@ -118,6 +160,7 @@ class Service:
         logger.info("shutting down")
         self._threads_stop.set()
         self.stop.set()
+        self.wake_outbox()  # the delivery loops sleep on their wake events; let them see the stop now
         for close in reversed(self._closers):
             try:
                 await close()

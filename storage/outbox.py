@@ -75,11 +75,13 @@ def claim_due(session: Session, channel: Channel, limit: int, lease: dt.timedelt
     return list(rows)
 
 
-def first_unfinished(session: Session, channel: Channel) -> OutboxItem | None:
-    """The oldest row of ``channel`` not yet sent, failed or skipped: the head of an in-order queue."""
+def first_unfinished(session: Session, channel: Channel, after: int = 0) -> OutboxItem | None:
+    """The oldest row of ``channel`` (past id ``after``) not yet sent, failed or skipped: the head of an
+    in-order queue."""
     query = (
         sa.select(OutboxItem)
-        .where(OutboxItem.channel == channel, OutboxItem.status.in_([OutboxStatus.PENDING, OutboxStatus.SENDING]))
+        .where(OutboxItem.channel == channel, OutboxItem.id > after,
+               OutboxItem.status.in_([OutboxStatus.PENDING, OutboxStatus.SENDING]))
         .order_by(OutboxItem.id)
         .limit(1)
     )
@@ -93,7 +95,7 @@ def is_due(item: OutboxItem, now: dt.datetime) -> bool:
 
 
 def claim_row(session: Session, item: OutboxItem, lease: dt.timedelta) -> bool:
-    """Lease one due row to this worker and commit; False when it is not due or another worker leased it."""
+    """Lease one due row to this worker; False when it is not due or another worker leased it. The caller commits."""
     now = utcnow()
     result = session.execute(
         sa.update(OutboxItem)
@@ -101,7 +103,6 @@ def claim_row(session: Session, item: OutboxItem, lease: dt.timedelta) -> bool:
         .values(status=OutboxStatus.SENDING, claimed_until=now + lease, attempts=OutboxItem.attempts + 1)
         .execution_options(synchronize_session=False)
     )
-    session.commit()
     if result.rowcount != 1:
         return False
     session.refresh(item)

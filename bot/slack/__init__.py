@@ -1,0 +1,1 @@
+"""The staff Slack app: ticket cards and their threads, the buttons and modals that decide, and staff views."""
