@@ -249,3 +249,16 @@ def test_it_exports_the_change_log_as_csv(sessions, registry, mail, env):
     assert [(r["ticket"], r["entity_id"], r["field"], r["before"], r["after"], r["actor"]) for r in rows] == [
         (f"PDU-{receipt.ticket_number}", "E10001", "hours", "3.50", "4.50", "Ann")
     ]
+
+
+def test_it_sends_the_regenerated_certificate_when_an_edit_touches_an_event_with_certificates(sessions, registry, mail):
+    with sessions() as session:
+        session.get(Event, "E10001").certificates_issued = 23
+        session.commit()
+    receipt = take(sessions, mail, "The instructor on Math Night Part 1 should be Ann Leigh, not Ann Lee. It already ended.")
+    decide(sessions, lambda s: approve(s, POLICY, receipt.ticket_number, "Ann"))
+    approved = next(m for m in emails(sessions) if "Your request PDU-" in text_of(m))
+    (certificate,) = [part for part in approved.iter_attachments()]
+    assert certificate.get_content_type() == "application/pdf"
+    assert certificate.get_content().startswith(b"%PDF")
+    assert "certificate is attached" in text_of(approved)
