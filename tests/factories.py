@@ -10,10 +10,11 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from email.message import EmailMessage
 
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from storage.enums import EventStatus, HostKind
 from storage.registry import Event, Host, User
+from workflows.matching import forget_registry_index
 
 MAILBOX = "OPIPDUPS@mt.gov"
 _counter = itertools.count(1)
@@ -117,3 +118,20 @@ def add_event(session: Session, event_id: str = "E10001", host_id: str = "H0001"
     event = Event(**values)
     session.add(event)
     return event
+
+
+TODAY = dt.date.today()
+
+
+def seed_registry(sessions: sessionmaker[Session]) -> None:
+    """Great Falls Public Schools with its contact and one user, an event that ended and one still to come."""
+    with sessions() as session:
+        add_host(session)
+        session.flush()
+        add_user(session)
+        add_event(session, "E10001", title="Math Night Part 1", start_date=TODAY - dt.timedelta(days=20),
+                  end_date=TODAY - dt.timedelta(days=20))
+        add_event(session, "E10002", title="Winter Literacy Institute", start_date=TODAY + dt.timedelta(days=40),
+                  end_date=TODAY + dt.timedelta(days=41))
+        session.commit()
+    forget_registry_index()

@@ -20,7 +20,7 @@ from bot.slack.deliverer import SlackDeliverer
 from bot.web import make_web_app, start_web
 from storage.enums import Channel, OutboxStatus, Source
 from storage.outbox import OutboxItem
-from tests.factories import add_event, add_host, add_user
+from tests.factories import seed_registry  # noqa: F401  (the Slack tests import it from here)
 from tests.servers import free_port, loop_thread, run_on
 from tests.slack_fake import (
     BOT_TOKEN,
@@ -37,10 +37,8 @@ from tests.slack_fake import (
     view_submission,
 )
 from workflows.inbox import receive
-from workflows.matching import forget_registry_index
 from workflows.policy import MailboxPolicy
 
-TODAY = dt.date.today()
 USER = "Bob Smith <bsmith@gfps.k12.mt.us>"
 STRANGER = "Pat Jones <pat.jones.mt@gmail.com>"
 ANN = "U0ANN0001"  # staff, named in SLACK_STAFF
@@ -125,18 +123,6 @@ def slack_rig(sessions: sessionmaker[Session], db_url: str) -> Iterator[SlackRig
             run_on(loop, runner.cleanup())
 
 
-def seed_registry(sessions: sessionmaker[Session]) -> None:
-    """Great Falls Public Schools with its contact and one user, an event that ended and one still to come."""
-    with sessions() as session:
-        add_host(session)
-        session.flush()
-        add_user(session)
-        add_event(session, "E10001", title="Math Night Part 1", start_date=TODAY - dt.timedelta(days=20),
-                  end_date=TODAY - dt.timedelta(days=20))
-        add_event(session, "E10002", title="Winter Literacy Institute", start_date=TODAY + dt.timedelta(days=40),
-                  end_date=TODAY + dt.timedelta(days=41))
-        session.commit()
-    forget_registry_index()
 
 
 def take(sessions: sessionmaker[Session], raw: bytes) -> int:

@@ -22,10 +22,9 @@ from storage.mailing import Subscriber
 from storage.outbox import OutboxItem
 from storage.registry import Event, User
 from storage.tickets import Ticket
-from tests.factories import MailFactory, add_event, add_host, add_user
+from tests.factories import MailFactory, seed_registry
 from workflows.decisions import Verdict, approve, reject, undo
 from workflows.inbox import Receipt, receive
-from workflows.matching import forget_registry_index
 from workflows.policy import MailboxPolicy
 from storage.enums import Source
 
@@ -38,17 +37,7 @@ STRANGER = "Pat Jones <pat.jones.mt@gmail.com>"
 
 @pytest.fixture
 def registry(sessions: sessionmaker[Session]) -> None:
-    """Great Falls Public Schools with its contact, one user, an event that ended and one still to come."""
-    with sessions() as session:
-        add_host(session)
-        session.flush()
-        add_user(session)
-        add_event(session, "E10001", title="Math Night Part 1", start_date=TODAY - dt.timedelta(days=20),
-                  end_date=TODAY - dt.timedelta(days=20))
-        add_event(session, "E10002", title="Winter Literacy Institute", start_date=TODAY + dt.timedelta(days=40),
-                  end_date=TODAY + dt.timedelta(days=41))
-        session.commit()
-    forget_registry_index()
+    seed_registry(sessions)
 
 
 def take(sessions: sessionmaker[Session], mail: MailFactory, body: str, sender: str = USER, **kwargs: object) -> Receipt:
