@@ -22,7 +22,8 @@ NUMBER_WORD_PATTERN = (
     rf"{'|'.join(sorted((w for w in NUMBER_WORDS if ' ' not in w and w not in ('no', 'none')), key=len, reverse=True))})"
 )
 # "no one" is nobody, not a count of one.
-NUMBER = rf"(?<!no )(?<!no-)(?:\d{{1,6}}|{NUMBER_WORD_PATTERN})"
+# The lookahead lets the regex engine skip, cheaply, every position where no number can start.
+NUMBER = rf"(?=[0-9otfsenzd])(?<!no )(?<!no-)(?:\d{{1,6}}|{NUMBER_WORD_PATTERN})"
 _EMAIL = re.compile(r"[\w.+'-]+@[\w-]+(?:\.[\w-]+)+", re.UNICODE)
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'“(])|\n\s*\n|\n(?=\s*[-*•]\s)")
 

@@ -375,7 +375,10 @@ def _phrase_score(title: str, folded_text: str, rarity: dict[str, float], total:
 
 def _near_word(word: str, words: set[str]) -> bool:
     """Plurals and small typos: "teams" for "team", "stratagies" for "strategies"."""
-    return len(word) > 4 and any(abs(len(w) - len(word)) <= 2 and fuzz.ratio(w, word) >= 85 for w in words)
+    # A typo rarely changes the first letter; checking that first keeps this cheap on long texts.
+    return len(word) > 4 and any(
+        w[0] == word[0] and abs(len(w) - len(word)) <= 2 and fuzz.ratio(w, word) >= 85 for w in words
+    )
 
 
 def _date_score(event: Event, mentions: list[DateMention]) -> float:

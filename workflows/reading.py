@@ -151,9 +151,10 @@ def _resolve_host(ctx: Context) -> None:
 
 def choose_kind(ctx: Context) -> tuple[KindSpec, float]:
     """The kind whose cues the new text matches best, with a confidence from the winning margin."""
-    own = max(spec.score(ctx) for spec in all_specs())
-    borrow = ctx.is_reply and len(ctx.body) < SHORT_REPLY_CHARS and bool(ctx.context_text) and own < 3.0
-    scored = sorted(((kind_score(ctx, spec, borrow), spec) for spec in all_specs()), key=lambda pair: -pair[0])
+    own = {spec: spec.score(ctx) for spec in all_specs()}
+    borrow = ctx.is_reply and len(ctx.body) < SHORT_REPLY_CHARS and bool(ctx.context_text) and max(own.values()) < 3.0
+    quoted = ctx.context_text[:1500] if borrow else ""
+    scored = sorted(((score + borrowed(spec, quoted), spec) for spec, score in own.items()), key=lambda pair: -pair[0])
     (best, spec), (second, _) = scored[0], scored[1]
     confidence = confidence_from(best, second)
     if best < MINIMUM_SCORE or confidence < CONFIDENCE_THRESHOLD:
@@ -166,12 +167,9 @@ def is_cover_note(note: str) -> bool:
     return len(note) < COVER_NOTE_CHARS or bool(COVER_NOTE.search(note[:400]))
 
 
-def kind_score(ctx: Context, spec: KindSpec, borrow: bool) -> float:
-    """The kind's evidence; a short reply that says too little borrows half the evidence of what it answers."""
-    score = spec.score(ctx)
-    if borrow:
-        score += 0.5 * sum(c.weight for c in spec.cues if c.pattern.search(ctx.context_text[:1500]))
-    return score
+def borrowed(spec: KindSpec, quoted: str) -> float:
+    """A short reply that says too little borrows half the evidence of the message it answers."""
+    return 0.5 * sum(c.weight for c in spec.cues if c.search(quoted)) if quoted else 0.0
 
 
 def confidence_from(best: float, second: float) -> float:
@@ -222,7 +220,7 @@ def only_candidate(ctx: Context, spec: KindSpec) -> EventMatch:
 
 def request_sentences(ctx: Context, spec: KindSpec) -> str:
     """The sentences of the new text that carry the kind's own cues: where the request is made."""
-    chosen = [s for s in sentences(ctx.body) if any(c.weight > 0 and c.pattern.search(s) for c in spec.cues)]
+    chosen = [s for s in sentences(ctx.body) if any(c.weight > 0 and c.search(s) for c in spec.cues)]
     return " ".join(chosen)
 
 

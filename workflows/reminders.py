@@ -21,7 +21,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session, contains_eager, sessionmaker
 
 from storage.enums import OPEN_STATUSES, EventStatus, ReminderKind, TicketKind, TicketStatus
 from storage.mailstate import is_suppressed
@@ -104,6 +104,7 @@ def overdue_events(session: Session, today: dt.date, host_id: str | None = None)
     """Every overdue event of an active host (or of ``host_id``), grouped by host, oldest first."""
     query = (
         sa.select(Event).join(Host, Host.host_id == Event.host_id)
+        .options(contains_eager(Event.host))  # the joined host fills event.host: no query per host
         .where(overdue_filter(today), Host.status == ACTIVE)
         .order_by(Event.host_id, Event.end_date, Event.event_id)
     )
@@ -117,6 +118,7 @@ def ending_courses(session: Session, today: dt.date, policy: NagPolicy, host_id:
     horizon = today + dt.timedelta(days=policy.ending_lead_days)
     query = (
         sa.select(Event).join(Host, Host.host_id == Event.host_id)
+        .options(contains_eager(Event.host))
         .where(Event.end_date >= today, Event.end_date <= horizon, Event.certificates_issued.is_(None),
                Event.status == EventStatus.SCHEDULED, Host.status == ACTIVE)
         .order_by(Event.host_id, Event.end_date, Event.event_id)

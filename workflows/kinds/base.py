@@ -21,15 +21,24 @@ from workflows.parsing import ParsedMail
 
 @dataclass(frozen=True)
 class Cue:
-    """A phrase that suggests a kind. Weights add up; the kind with the highest total wins."""
+    """A phrase that suggests a kind. Weights add up; the kind with the highest total wins.
+
+    With ``also``, both phrases must appear ("we held it" and "no certificates"); two plain searches
+    are much cheaper than one pattern that spans the text between them.
+    """
 
     pattern: re.Pattern[str]
     weight: float
+    also: re.Pattern[str] | None = None
+
+    def search(self, text: str) -> bool:
+        return bool(self.pattern.search(text)) and (self.also is None or bool(self.also.search(text)))
 
 
-def cue(regex: str, weight: float) -> Cue:
+def cue(regex: str, weight: float, also: str | None = None) -> Cue:
     """A case-blind cue whose ``.`` crosses line breaks, since hosts' sentences are often wrapped."""
-    return Cue(re.compile(regex, re.IGNORECASE | re.DOTALL), weight)
+    flags = re.IGNORECASE | re.DOTALL
+    return Cue(re.compile(regex, flags), weight, re.compile(also, flags) if also else None)
 
 
 class Approval(str, enum.Enum):
@@ -116,8 +125,8 @@ class KindSpec:
     def score(self, ctx: Context) -> float:
         """Evidence for this kind. A reply's subject is the old conversation's, so it counts for half."""
         subject_weight = 0.5 if ctx.is_reply else 1.0
-        body = sum(c.weight for c in self.cues if c.pattern.search(ctx.body))
-        subject = sum(c.weight for c in self.cues if c.pattern.search(ctx.subject))
+        body = sum(c.weight for c in self.cues if c.search(ctx.body))
+        subject = sum(c.weight for c in self.cues if c.search(ctx.subject))
         return body + subject_weight * subject
 
 

@@ -31,7 +31,7 @@ CUES: tuple[Cue, ...] = (
     cue(rf"\b(?:{CERT}\s*(?:count|number|total)s?|number of {CERT}|{CERT} issued)", 2.0),
     cue(rf"\b{NUMBER}\s+{PEOPLE}\b.{{0,60}}\b(?:completed|attended|received|earned|finished)", 1.5),
     cue(rf"\b(?:completed|attended)\b.{{0,40}}\b{NUMBER}\s+{PEOPLE}", 1.0),
-    cue(rf"{HELD}.{{0,400}}(?:{NONE_ISSUED})|(?:{NONE_ISSUED}).{{0,400}}{HELD}", 5.0),
+    cue(HELD, 5.0, also=NONE_ISSUED),
     cue(r"\b(?:record|enter|mark|report)\w*\s+(?:it|this|that|them)?\s*(?:as\s+)?(?:a\s+)?(?:zero|0)\b|\bcount of (?:zero|0)\b", 4.0),
     cue(r"\b(?:reporting|report|record)\w*\b.{0,40}\b(?:numbers?|counts?|certificates?)\b", 1.5),
     cue(r"(?m)^\s*\d{1,4}\s*$", 1.5),  # a reply to a reminder that is just a number
