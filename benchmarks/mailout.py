@@ -1,11 +1,11 @@
 """Mail-out benchmark: how fast a PLP Insider edition reaches a local SMTP server, against that server's limit.
 
 In one run, against one aiosmtpd server on loopback (its own process, so it has its own core):
-  (a) blast:  pre-rendered messages over a few reused connections, no database: the practical limit;
+  (a) blast:  pre-rendered messages over a few reused connections, no database, from both aiosmtplib and
+              smtplib threads; the faster of the two is the server's practical limit;
   (b) send:   the real edition send (delivery rows claimed and marked in SQLite, per-subscriber copies,
               pooled connections), exactly as ``pdubot newsletter send`` does it;
   (c) naive:  a loop that opens one connection per message (timed on a sample);
-  (a') for reference, the blast again from smtplib in threads, to show what the client library costs.
 
     python benchmarks/mailout.py            # 10,000 subscribers
     python benchmarks/mailout.py --quick    # 500 subscribers, for CI
@@ -186,8 +186,9 @@ def run(subscribers: int, connections: int, naive_sample: int) -> dict[str, obje
         finally:
             server.terminate()
             server.wait(10)
-    rates = {"blast": a_count / a_seconds, "send": b_count / b_seconds, "naive": c_count / c_seconds,
-             "threaded_blast": t_count / t_seconds}
+    # The practical limit is what the server accepts from the faster of the two clients.
+    rates = {"blast": max(a_count / a_seconds, t_count / t_seconds), "send": b_count / b_seconds,
+             "naive": c_count / c_seconds, "threaded_blast": t_count / t_seconds, "asyncio_blast": a_count / a_seconds}
     return {
         "subscribers": subscribers,
         "connections": connections,
@@ -221,11 +222,10 @@ def main() -> int:
     else:
         rate, secs = results["per_second"], results["seconds"]
         print(f"{subscribers} subscribers, {args.connections} connections, {results['message_bytes']} bytes a message")
-        print(f"(a) blast, pre-rendered, reused connections: {rate['blast']:8.1f} msg/s ({secs['blast']} s)")
+        print(f"(a) blast, pre-rendered, reused connections: {rate['blast']:8.1f} msg/s (the faster client)")
+        print(f"    from aiosmtplib: {rate['asyncio_blast']:8.1f} msg/s; from smtplib threads: {rate['threaded_blast']:8.1f} msg/s")
         print(f"(b) edition send (pdubot):                   {rate['send']:8.1f} msg/s ({secs['send']} s)")
         print(f"(c) naive, one connection per message:      {rate['naive']:8.1f} msg/s ({secs['naive']} s, sample)")
-        print(f"(a') for reference, smtplib in threads:     {rate['threaded_blast']:8.1f} msg/s "
-              f"({secs['threaded_blast']} s)")
         print(f"(b)/(a) = {results['send_vs_blast']}, (b)/(c) = {results['send_vs_naive']}")
     delivered = results["delivered"]
     return 0 if delivered["blast"] == delivered["send"] == subscribers else 1
