@@ -1,8 +1,9 @@
 """A fake Slack for tests: its Web API on a loopback port, and the signed requests Slack sends to the app.
 
 The Web API fake records every call (method and arguments, from the query string, a form or JSON),
-answers as Slack does (chat.postMessage returns a ts and the channel, and so on), and can be scripted
-to answer the next calls with a 429 and Retry-After, a 5xx page, or an API error.
+answers as Slack does (chat.postMessage returns a ts and the channel, files.info and url_private serve the
+files people shared, and so on), and can be scripted to answer the next calls with a 429 and Retry-After,
+a 5xx page, or an API error.
 """
 
 from __future__ import annotations
@@ -66,6 +67,7 @@ class FakeSlack:
     groups: dict[str, list[str]] = field(default_factory=dict)  # user group ID -> member IDs
     names: dict[str, str] = field(default_factory=dict)  # user ID -> display name
     uploads: dict[str, bytes] = field(default_factory=dict)
+    shared: dict[str, tuple[dict[str, Any], bytes]] = field(default_factory=dict)  # file ID -> (file, bytes)
     messages: dict[str, dict[str, Any]] = field(default_factory=dict)  # ts -> the latest arguments
     _ts: Iterator[int] = field(default_factory=lambda: itertools.count(1))
     sockets: list[web.WebSocketResponse] = field(default_factory=list)  # Socket Mode connections
@@ -92,6 +94,16 @@ class FakeSlack:
         """The next ``count`` calls answer HTTP 200 with ``{"ok": false, "error": error}``."""
         self.script.append(Scripted(count, 200, error, methods=frozenset(methods) if methods else None))
 
+    def share(self, name: str, data: bytes, user_id: str) -> dict[str, Any]:
+        """A file someone shared: the object files.info and a message event give, its bytes at url_private."""
+        file_id = f"F{next(self._ts):08d}"
+        url = f"http://127.0.0.1:{self.port}/files-pri/{TEAM}-{file_id}/{urllib.parse.quote(name)}"
+        file = {"id": file_id, "name": name, "title": name, "size": len(data), "user": user_id,
+                "mimetype": "text/plain", "filetype": "markdown" if name.endswith(".md") else "text",
+                "url_private": url, "url_private_download": f"{url}?download=1"}
+        self.shared[file_id] = (file, data)
+        return file
+
     # What was called.
 
     def calls_to(self, method: str, ok_only: bool = True) -> list[Call]:
@@ -113,6 +125,7 @@ class FakeSlack:
         app = web.Application(client_max_size=50 * 1024 * 1024)
         app.router.add_route("*", "/api/{method}", self.handle)
         app.router.add_post("/upload/{file_id}", self.upload)
+        app.router.add_get("/files-pri/{key}/{name}", self.download)
         app.router.add_post("/respond/{key}", self.respond)
         app.router.add_get("/socket", self.socket)
         return app
@@ -171,6 +184,9 @@ class FakeSlack:
             name = self.names.get(user, "")
             return {"ok": True, "user": {"id": user, "name": name.lower(), "real_name": name,
                                          "profile": {"display_name": name, "real_name": name}}}
+        if method == "files.info":
+            shared = self.shared.get(args.get("file", ""))
+            return {"ok": True, "file": shared[0]} if shared else {"ok": False, "error": "file_not_found"}
         if method == "files.getUploadURLExternal":
             file_id = f"F{next(self._ts):08d}"
             return {"ok": True, "upload_url": f"http://127.0.0.1:{self.port}/upload/{file_id}", "file_id": file_id}
@@ -185,6 +201,17 @@ class FakeSlack:
         self.uploads[request.match_info["file_id"]] = await request.read()
         self._record("upload", {"file_id": request.match_info["file_id"]}, 200)
         return web.Response(text=f"OK - {len(self.uploads[request.match_info['file_id']])}", content_type="text/plain")
+
+    async def download(self, request: web.Request) -> web.Response:
+        """url_private: the file for the bot token, and, as Slack does without it, a sign-in page."""
+        file_id = request.match_info["key"].removeprefix(f"{TEAM}-")
+        authorized = request.headers.get("Authorization") == f"Bearer {BOT_TOKEN}"
+        self._record("download", {"file_id": file_id, "authorized": authorized}, 200)
+        if not authorized:
+            return web.Response(text="<html><body>Sign in to Slack</body></html>", content_type="text/html")
+        if file_id not in self.shared:
+            return web.Response(status=404, text="not found", content_type="text/plain")
+        return web.Response(body=self.shared[file_id][1], content_type="text/plain")
 
     async def respond(self, request: web.Request) -> web.Response:
         """A response_url: what respond() sends from a slash command."""
@@ -315,6 +342,12 @@ def event_body(event: dict[str, Any], event_id: str = "Ev0001") -> str:
     return json.dumps({"token": "legacy", "team_id": TEAM, "api_app_id": "A0PDUBOT", "event": event,
                        "type": "event_callback", "event_id": event_id, "event_time": int(time.time()),
                        "authorizations": [{"team_id": TEAM, "user_id": BOT_USER, "is_bot": True}]})
+
+
+def file_message(files: list[dict[str, Any]], user_id: str, channel: str) -> dict[str, Any]:
+    """The message event of files someone shares in a direct message with the bot."""
+    return {"type": "message", "subtype": "file_share", "channel": channel, "channel_type": "im", "user": user_id,
+            "text": "", "ts": f"{time.time():.6f}", "files": files, "upload": False, "display_as_bot": False}
 
 
 def command_body(text: str, user_id: str, response_url: str, command: str = "/pdu") -> str:

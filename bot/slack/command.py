@@ -19,7 +19,8 @@ from workflows.formatting import format_dates, format_pdus
 from workflows.staff_report import hours
 
 USAGE = ("`/pdu PDU-1042` or `/pdu 1042` shows a ticket, `/pdu H0001` or `/pdu great falls` a host, "
-         "`/pdu E10001` or `/pdu math night` an event, and `/pdu stats` this month's numbers.")
+         "`/pdu E10001` or `/pdu math night` an event, `/pdu stats` this month's numbers, and "
+         "`/pdu newsletter` writes a PLP Insider edition.")
 
 
 def answer(session: Session, text: str, now: dt.datetime, tz: ZoneInfo) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""Staff actions from Slack, each one transaction around a function of ``workflows.decisions``.
+"""Staff actions from Slack, each one transaction around a function of ``workflows.decisions`` or ``newsletter``.
 
 These are plain blocking functions (the listeners run them with ``asyncio.to_thread``) that tests can
 call directly. None of them keeps state in memory: a double click or a redelivered request is made
@@ -8,6 +8,7 @@ harmless by the conditional state change inside ``workflows.decisions``.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,14 +17,18 @@ from zoneinfo import ZoneInfo
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
+from bot.slack.editions import Draft, draft_problems
 from bot.slack.people import Names, StaffDirectory
-from storage.enums import TicketKind
+from storage.enums import MailingKind, MailingStatus, TicketKind
+from storage.mailouts import Mailing, find_mailing
 from storage.tickets import Ticket
 from workflows import decisions
 from workflows.decisions import Decision, DecisionError, Verdict
-from workflows.newsletter import EditionError, approve_edition
+from workflows.newsletter import EditionError, approve_edition, prepare_edition
 from workflows.policy import MailboxPolicy
 from workflows.staff import StaffPost, post_to_staff
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -179,3 +184,48 @@ def schedule_edition(desk: Desk, edition_key: str, actor: str, send_at: dt.datet
             return Result(False, f"Nothing was changed: {exc}.")
         session.commit()
     return Result(True, f"Edition {edition_key} is scheduled for {send_at.astimezone(desk.tz):%b %-d at %H:%M %Z}.")
+
+
+def edition_problems(sessions: sessionmaker[Session], draft: Draft) -> dict[str, str]:
+    """Why ``draft`` cannot be prepared, by the modal block it concerns; empty when it can.
+
+    Checked before the modal is acknowledged, so the mistake shows beside its input. An approved or sent
+    edition only changes under a new key, as ``prepare_edition`` decides again when it runs.
+    """
+    problems = draft_problems(draft)
+    if problems:
+        return problems
+    with sessions() as session:
+        mailing = find_mailing(session, MailingKind.INSIDER, draft.key)
+        if mailing is None or mailing.status == MailingStatus.DRAFT or is_unchanged(mailing, draft):
+            return {}
+        return {"key": f"Edition {draft.key} is already {mailing.status.value}; use a new edition key."}
+
+
+def is_unchanged(mailing: Mailing, draft: Draft) -> bool:
+    return mailing.source == draft.markdown and mailing.subject == draft.subject
+
+
+def prepare_newsletter(desk: Desk, draft: Draft, actor: str) -> Result:
+    """Render and store a PLP Insider edition staff wrote in Slack; its preview reaches the channel via the outbox.
+
+    The same text again changes nothing, so a double submission or a redelivered event posts one preview.
+    """
+    problems = draft_problems(draft)
+    if problems:
+        return Result(False, "Nothing was prepared: " + " ".join(problems.values()))
+    with desk.sessions() as session:
+        mailing = find_mailing(session, MailingKind.INSIDER, draft.key)
+        if mailing is not None and is_unchanged(mailing, draft):
+            return Result(False, f"Edition {draft.key} ({mailing.status.value}) already has this subject and "
+                                 "text; nothing was changed.")
+        try:
+            prepare_edition(session, draft.markdown, draft.key, draft.subject, desk.policy)
+        except EditionError as exc:
+            session.rollback()
+            return Result(False, f"Nothing was prepared: {exc}.")
+        session.commit()
+    # prepare_edition keeps no author, so the log says who wrote this version.
+    logger.info("edition %s prepared from Slack by %s", draft.key, actor)
+    return Result(True, f"Edition {draft.key} is prepared: \u201c{draft.subject}\u201d. Its preview, with the "
+                        "button to approve and schedule it, follows in the staff channel.")

@@ -1,4 +1,5 @@
-"""The Slack listeners: card buttons, modals, the reply shortcut, thread messages, App Home and ``/pdu``.
+"""The Slack listeners: card buttons, modals, the reply shortcut, thread messages, App Home, ``/pdu``,
+and PLP Insider editions sent to the bot as a Markdown file in a direct message.
 
 Each listener acknowledges first (Slack waits 3 seconds at most), checks that the person is staff,
 and then calls a plain function of ``bot.slack.desk`` in a thread, where the database work happens.
@@ -15,7 +16,7 @@ from typing import Any
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.slack import cards, modals
+from bot.slack import cards, editions, modals
 from bot.slack import desk as actions
 from bot.slack.command import answer
 from bot.slack.desk import Desk, Result
@@ -32,6 +33,9 @@ REPLY_SHORTCUT = "ticket_reply_shortcut"
 COMMAND = "/pdu"
 REFUSAL = "Only OPI Professional Learning staff can act on tickets. Nothing was changed."
 NOT_A_TICKET = "This message is not in a ticket's thread."
+DM_REFUSAL = ("Thank you for the file. Only OPI Professional Learning staff can send me PLP Insider editions, "
+              "so I have not read it.")
+NEWSLETTER = "newsletter"
 EDITION_SEND_HOUR = 9
 
 
@@ -64,6 +68,13 @@ def is_thread_talk(event: dict[str, Any], channel: str) -> bool:
     in_a_thread = bool(event.get("thread_ts")) and event.get("thread_ts") != event.get("ts")
     return (event.get("channel") == channel and in_a_thread and not event.get("subtype")
             and not event.get("bot_id") and bool(event.get("user")))
+
+
+def is_file_for_the_bot(event: dict[str, Any]) -> bool:
+    """A person's files in a direct message to the bot (subtype file_share, or files on the message)."""
+    has_files = event.get("subtype") == "file_share" or bool(event.get("files"))
+    return (event.get("channel_type") == "im" and has_files and not event.get("bot_id")
+            and bool(event.get("user")) and bool(event.get("channel")))
 
 
 def next_business_morning(now: dt.datetime, desk: Desk) -> dt.datetime:
@@ -189,11 +200,27 @@ def register_modals(app: AsyncApp, desk: Desk) -> None:
         result = await asyncio.to_thread(actions.schedule_edition, desk, str(metadata["edition"]), actor, send_at)
         await tell(desk, client, channel, body["user"]["id"], result)
 
+    async def newsletter_submitted(ack: Any, body: dict[str, Any], view: dict[str, Any],
+                                   client: AsyncWebClient) -> None:
+        draft = modals.read_edition(view)
+        errors = await asyncio.to_thread(actions.edition_problems, desk.sessions, draft)
+        if errors:
+            await ack(response_action="errors", errors=errors)
+            return
+        # Only the quick checks go before the answer Slack waits 3 seconds for; rendering the edition comes after.
+        await ack()
+        actor = await staff_actor(desk, client, body, desk.channel)
+        if actor is None:
+            return
+        result = await asyncio.to_thread(actions.prepare_newsletter, desk, draft, actor)
+        await tell(desk, client, desk.channel, body["user"]["id"], result)
+
     app.view(modals.REJECT)(submitted("reason", actions.reject))
     app.view(modals.ASK_HOST)(submitted("question", actions.ask_host))
     app.view(modals.REPLY)(submitted("text", actions.reply_to_host))
     app.view(modals.EDIT_APPROVE)(edit_submitted)
     app.view(modals.SCHEDULE_EDITION)(edition_submitted)
+    app.view(modals.NEW_EDITION)(newsletter_submitted)
 
 
 def register_events(app: AsyncApp, desk: Desk) -> None:
@@ -218,8 +245,45 @@ def register_events(app: AsyncApp, desk: Desk) -> None:
             view = staff_only_view()
         await client.views_publish(user_id=user_id, view=view)
 
+    async def file_for_the_bot(ack: Any, event: dict[str, Any], client: AsyncWebClient) -> None:
+        await ack()
+        user_id, channel = str(event["user"]), str(event["channel"])
+        if not await desk.staff.allows(user_id):
+            logger.info("refused a file sent to the bot by %s: not in SLACK_STAFF", user_id)
+            await client.chat_postMessage(channel=channel, text=DM_REFUSAL)
+            return
+        actor = await desk.names.actor(user_id)
+        for file in event.get("files") or []:
+            reply = await prepare_from_file(desk, client, file, actor)
+            await client.chat_postMessage(channel=channel, text=escape(reply))
+
+    async def is_file_event(event: dict[str, Any]) -> bool:
+        return is_file_for_the_bot(event)
+
+    # Registered first: Bolt runs only the first listener that matches a message.
+    app.event("message", matchers=[is_file_event])(file_for_the_bot)
     app.event("message")(thread_message)
     app.event("app_home_opened")(home_opened)
+
+
+async def prepare_from_file(desk: Desk, client: AsyncWebClient, file: dict[str, Any], actor: str) -> str:
+    """Prepare the edition in a Markdown file sent to the bot; what to answer the person who sent it."""
+    name = str(file.get("name") or file.get("id") or "the file")
+    try:
+        info = await editions.file_info(client, str(file.get("id") or ""))
+        name = str(info.get("name") or name)
+        if not editions.is_markdown(info):
+            return f"{name} is not a Markdown file. Send a PLP Insider edition as a .md or .markdown file."
+        draft = await editions.fetch_draft(client, info)
+    except editions.FileProblem as exc:
+        return f"I could not take {name}: {exc}"
+    problems = editions.draft_problems(draft)
+    if problems:
+        return f"I could not prepare an edition from {name}: {' '.join(problems.values())} {editions.FILE_HELP}"
+    result = await asyncio.to_thread(actions.prepare_newsletter, desk, draft, actor)
+    if result.changed:
+        desk.on_change()
+    return result.message
 
 
 def render_home(desk: Desk, user_id: str) -> dict[str, Any]:
@@ -228,10 +292,15 @@ def render_home(desk: Desk, user_id: str) -> dict[str, Any]:
 
 
 def register_command(app: AsyncApp, desk: Desk) -> None:
-    async def pdu(ack: Any, command: dict[str, Any], respond: Any) -> None:
+    async def pdu(ack: Any, command: dict[str, Any], respond: Any, client: AsyncWebClient) -> None:
         await ack()
         if not await desk.staff.allows(str(command.get("user_id") or "")):
             await respond(text=REFUSAL, response_type="ephemeral")
+            return
+        words = str(command.get("text") or "").split()
+        if words and words[0].lower() == NEWSLETTER:
+            key = words[1] if len(words) > 1 else ""
+            await client.views_open(trigger_id=command["trigger_id"], view=modals.new_edition(key))
             return
         reply = await asyncio.to_thread(render_answer, desk, str(command.get("text") or ""))
         await respond(response_type="ephemeral", **reply)

@@ -1,4 +1,4 @@
-"""The modals staff fill in: edit & approve, reject, ask the host, reply to the host, schedule an edition."""
+"""The modals staff fill in: edit & approve, reject, ask the host, reply to the host, write and schedule an edition."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bot.slack.desk import Editable
+from bot.slack.editions import KEY_LIMIT, SUBJECT_LIMIT, Draft
 from storage.enums import TicketKind
 
 EDIT_APPROVE = "ticket_edit_modal"
@@ -15,6 +16,7 @@ REJECT = "ticket_reject_modal"
 ASK_HOST = "ticket_ask_modal"
 REPLY = "ticket_reply_modal"
 SCHEDULE_EDITION = "edition_schedule_modal"
+NEW_EDITION = "edition_write_modal"
 
 # Kinds a person can ask for; the others (auto-replies, bounces, unreadable mail) are never approved.
 NOT_REQUESTS = (TicketKind.AUTO_REPLY, TicketKind.BOUNCE, TicketKind.UNREADABLE)
@@ -49,11 +51,11 @@ def modal(callback_id: str, title: str, submit: str, blocks: list[dict[str, Any]
 
 
 def text_input(block_id: str, label: str, initial: str = "", multiline: bool = False, optional: bool = False,
-               hint: str = "") -> dict[str, Any]:
+               hint: str = "", limit: int = INPUT_LIMIT) -> dict[str, Any]:
     element: dict[str, Any] = {"type": "plain_text_input", "action_id": "value", "multiline": multiline,
-                               "max_length": INPUT_LIMIT}
+                               "max_length": limit}
     if initial:
-        element["initial_value"] = initial[:INPUT_LIMIT]
+        element["initial_value"] = initial[:limit]
     block: dict[str, Any] = {"type": "input", "block_id": block_id, "label": plain(label), "element": element,
                              "optional": optional}
     if hint:
@@ -98,6 +100,23 @@ def schedule_edition(edition_key: str, channel: str, initial: dt.datetime) -> di
         "type": "datetimepicker", "action_id": "value", "initial_date_time": int(initial.timestamp())}}]
     metadata = json.dumps({"edition": edition_key, "channel": channel})
     return modal(SCHEDULE_EDITION, "Schedule the edition", "Approve", blocks, metadata)
+
+
+def new_edition(key: str = "") -> dict[str, Any]:
+    """A PLP Insider edition written in Slack; submitting it prepares the edition and posts its preview."""
+    blocks = [
+        text_input("key", "Edition key", key, limit=KEY_LIMIT,
+                   hint="For example 2026-12. Using a key again replaces that edition until it is approved."),
+        text_input("subject", "Subject", limit=SUBJECT_LIMIT),
+        text_input("markdown", "The edition, in Markdown", multiline=True,
+                   hint=f"Slack takes at most {INPUT_LIMIT:,} characters here. For a longer edition, send the .md "
+                        "file to the bot in a direct message."),
+    ]
+    return modal(NEW_EDITION, "New PLP Insider edition", "Prepare", blocks, "")
+
+
+def read_edition(view: dict[str, Any]) -> Draft:
+    return Draft(value(view, "key"), value(view, "subject"), value(view, "markdown"))
 
 
 def value(view: dict[str, Any], block_id: str) -> str:
