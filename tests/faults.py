@@ -202,7 +202,7 @@ class RetryingSender:
             try:
                 client.close()
             except OSError:
-                pass
+                pass  # the connection is already broken, which is why it is being closed
 
 
 class Worker(threading.Thread):
@@ -272,7 +272,7 @@ def killer(service: ServiceProcess, plan: KillPlan, progress: Callable[[], int])
     """A thread that SIGKILLs the service at each point of ``plan`` and starts it again at once."""
 
     def work() -> None:
-        for threshold, delay in zip(plan.thresholds, plan.delays):
+        for threshold, delay in zip(plan.thresholds, plan.delays, strict=True):
             if not wait_until(lambda at=threshold: progress() >= at, timeout=120, interval=0.01):
                 raise AssertionError(f"progress stuck at {progress()} before kill at {threshold}")
             time.sleep(delay)
