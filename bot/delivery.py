@@ -1,13 +1,15 @@
 """Outbox delivery: a worker that sends queued email through the relay, or into a local Maildir.
 
-Transient failures (4xx replies, connection errors) are retried with backoff; a 5xx reply is
-permanent and the row stays visible as failed. A row is marked sent only after the relay accepted it,
-so a crash between the two can send one message twice: the single documented duplicate window.
+When the relay is down the relay is backed off, not each row, so the backlog goes out in the order it was
+queued once the relay is back. A 4xx about one message is retried with backoff; a 5xx about it is permanent
+and the row stays visible as failed. A row is marked sent only after the relay accepted it, so a process
+that dies between the two can send one message twice: the single documented duplicate window.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import email
 import email.policy
@@ -16,35 +18,141 @@ import logging
 import mailbox
 import random
 import ssl
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 from urllib.parse import unquote, urlsplit
 
 import aiosmtplib
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from storage.base import utcnow
 from storage.enums import Channel, OutboxStatus
 from storage.mailstate import is_suppressed
-from storage.outbox import OutboxItem, claim_due, mark_retry, settle
+from storage.outbox import OutboxItem, claim_due, give_back, mark_retry, renew_leases, settle
 
 logger = logging.getLogger(__name__)
 
-LEASE = dt.timedelta(minutes=5)
+# A row's lease is short and renewed while its worker is alive, so a killed worker's rows are free again
+# within a minute. A send is started only with at least SEND_MARGIN of lease left (the relay's timeout).
+LEASE = dt.timedelta(minutes=1)
+SEND_MARGIN = dt.timedelta(seconds=30)
+BATCH = 20  # rows claimed together; a worker killed mid-batch strands at most these until their lease runs out
 MAX_BACKOFF = dt.timedelta(hours=1)
 
 
 class TransportError(Exception):
-    """A failed send. ``permanent`` errors are recorded; the others are retried with backoff."""
+    """A failed send. ``permanent`` errors are recorded; the others are retried with backoff.
 
-    def __init__(self, message: str, permanent: bool = False) -> None:
+    ``destination`` says the destination failed as a whole (unreachable, 421, refusing our sender), which is
+    not the message's fault: the destination is backed off and every row waits in line for it.
+    """
+
+    def __init__(self, message: str, permanent: bool = False, destination: bool = False) -> None:
         super().__init__(message)
         self.permanent = permanent
+        self.destination = destination
+
+
+class Destination:
+    """Where rows go (the relay, Slack), backed off as a whole after a failure, in this process's memory.
+
+    While it is backed off nothing is claimed for it, so rows keep their place and, once it is back, go out
+    oldest first. Backoff: 2 s, doubling to at most ``longest``, with a little jitter; Retry-After wins.
+    """
+
+    def __init__(self, name: str, longest: dt.timedelta = dt.timedelta(minutes=2)) -> None:
+        self.name = name
+        self.longest = longest.total_seconds()
+        self.failures = 0
+        self.closed_until = 0.0  # time.monotonic()
+
+    def wait_seconds(self) -> float:
+        """How long until it may be tried again; 0 when it may be tried now."""
+        return max(self.closed_until - time.monotonic(), 0.0)
+
+    @property
+    def suspect(self) -> bool:
+        """It failed last time: check that it is back before trusting it with a row."""
+        return self.failures > 0
+
+    def failed(self, reason: str, retry_after: float | None = None) -> float:
+        self.failures += 1
+        wait = retry_after if retry_after is not None else min(2.0 * 2 ** (self.failures - 1), self.longest)
+        wait *= 1 if retry_after is not None else random.uniform(0.9, 1.1)
+        self.closed_until = time.monotonic() + wait
+        logger.warning("%s failed (%s); backing it off for %.1f s", self.name, reason, wait)
+        return wait
+
+    def recovered(self) -> None:
+        if self.failures:
+            logger.info("%s is back after %d failed tries", self.name, self.failures)
+        self.failures = 0
+        self.closed_until = 0.0
+
+
+class LeaseKeeper:
+    """The leases this worker holds, renewed in the background while it works, so a short lease never runs
+    out under a live worker, and a dead worker's rows are free again within one lease.
+
+    ``usable`` is False once the lease may have run out (renewals failed, the database is unreachable): the
+    worker then starts no send, because another worker may have taken the row over.
+    """
+
+    def __init__(self, sessions: sessionmaker[Session], lease: dt.timedelta, margin: dt.timedelta) -> None:
+        self.sessions = sessions
+        self.lease = lease
+        self.margin = margin.total_seconds()
+        self.held: dict[int, int] = {}  # row id -> attempts at its claim, which fences the claim
+        self.valid_until = 0.0  # time.monotonic()
+
+    def claimed(self, items: list[OutboxItem], at: float) -> None:
+        """Rows just claimed, with the monotonic time the claim started."""
+        self.held.update((item.id, item.attempts) for item in items)
+        self.valid_until = at + self.lease.total_seconds()
+
+    def release(self, item_id: int) -> None:
+        self.held.pop(item_id, None)
+
+    def usable(self) -> bool:
+        return time.monotonic() < self.valid_until - self.margin
+
+    @asynccontextmanager
+    async def kept(self) -> AsyncIterator[None]:
+        """Renew the held leases every quarter lease until the block ends."""
+        task = asyncio.create_task(self._renew_forever())
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _renew_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.lease.total_seconds() / 4)
+            started = time.monotonic()
+            try:
+                await asyncio.to_thread(self._renew, dict(self.held))
+            except SQLAlchemyError as exc:
+                logger.warning("could not renew %d outbox leases: %s", len(self.held), type(exc).__name__)
+                continue
+            self.valid_until = started + self.lease.total_seconds()
+
+    def _renew(self, held: dict[int, int]) -> None:
+        with self.sessions() as session:
+            renew_leases(session, held, utcnow() + self.lease)
+            session.commit()
 
 
 class MailTransport(Protocol):
     async def send(self, raw: bytes, sender: str, recipients: list[str]) -> None: ...
+
+    async def probe(self) -> None: ...
 
     async def close(self) -> None: ...
 
@@ -107,14 +215,34 @@ class SmtpRelay:
         except aiosmtplib.SMTPRecipientsRefused as exc:
             permanent = all(500 <= r.code < 600 for r in exc.recipients)
             raise TransportError(f"recipients refused: {exc}", permanent) from exc
-        except aiosmtplib.SMTPResponseException as exc:
+        except (aiosmtplib.SMTPDataError, aiosmtplib.SMTPRecipientRefused) as exc:
             await self.close()
-            raise TransportError(f"{exc.code} {exc.message}", permanent=500 <= exc.code < 600) from exc
+            raise self._refused(exc, about_message=exc.code != 421) from exc
+        except aiosmtplib.SMTPResponseException as exc:  # greeting, EHLO, AUTH, MAIL FROM: the relay, not the message
+            await self.close()
+            raise self._refused(exc, about_message=False) from exc
         except (aiosmtplib.SMTPException, OSError, asyncio.TimeoutError) as exc:
             await self.close()
-            raise TransportError(f"relay unreachable: {type(exc).__name__}: {exc}") from exc
+            raise TransportError(f"relay unreachable: {type(exc).__name__}: {exc}", destination=True) from exc
         if errors and len(errors) == len(recipients):
             raise TransportError(f"every recipient refused: {errors}", permanent=True)
+
+    @staticmethod
+    def _refused(exc: aiosmtplib.SMTPResponseException, about_message: bool) -> TransportError:
+        """A reply about this message is permanent when 5xx (RFC 5321 section 4.2.1); one about the relay
+        itself (421 closing, a refused greeting, login or sender) holds every message, so none is failed."""
+        if about_message:
+            return TransportError(f"{exc.code} {exc.message}", permanent=500 <= exc.code < 600)
+        return TransportError(f"{exc.code} {exc.message}", destination=True)
+
+    async def probe(self) -> None:
+        """Check that the relay answers (connect, NOOP) before trusting it with a row again."""
+        try:
+            client = await self._connect()
+            await client.noop()
+        except (aiosmtplib.SMTPException, OSError, asyncio.TimeoutError) as exc:
+            await self.close()
+            raise TransportError(f"relay unreachable: {type(exc).__name__}: {exc}", destination=True) from exc
 
     async def close(self) -> None:
         client, self._client = self._client, None
@@ -142,6 +270,9 @@ class MaildirDrop:
         finally:
             box.close()
 
+    async def probe(self) -> None:
+        return None
+
     async def close(self) -> None:
         return None
 
@@ -164,57 +295,126 @@ def backoff(attempts: int) -> dt.timedelta:
     return dt.timedelta(seconds=seconds * random.uniform(0.8, 1.2))
 
 
-class EmailDeliverer:
-    """Drains the email rows of the outbox through a transport."""
+@dataclass(frozen=True)
+class Verdict:
+    """What became of a claimed row, recorded under its claim (``attempts``, which fences it)."""
 
-    def __init__(self, sessions: sessionmaker[Session], transport: MailTransport, max_attempts: int = 12) -> None:
+    item_id: int
+    attempts: int
+    status: OutboxStatus  # SENT, FAILED, SKIPPED, or PENDING: tried again at ``retry_at``, or given back
+    error: str | None = None  # None keeps the row's last error
+    retry_at: dt.datetime | None = None  # None with PENDING: the claim is given back, the row keeps its place
+
+    @classmethod
+    def given_back(cls, item: OutboxItem, error: str | None = None) -> Verdict:
+        return cls(item.id, item.attempts, OutboxStatus.PENDING, error)
+
+
+class EmailDeliverer:
+    """Drains the email rows of the outbox through a transport, oldest first.
+
+    When the relay fails as a whole, the relay is backed off, not the row: the row and the rest of the batch
+    are given back in their place, and once a probe finds the relay answering again they go out in the order
+    they were queued. A row that fails for its own reason (a 4xx or 5xx about its recipients or content) gets
+    its own retry time or is failed, and the rows behind it go on. A row that breaks the relay's connection
+    twice in a row, with a good probe in between, is to blame and is retried on its own.
+    """
+
+    def __init__(self, sessions: sessionmaker[Session], transport: MailTransport, max_attempts: int = 12,
+                 lease: dt.timedelta = LEASE) -> None:
         self.sessions = sessions
         self.transport = transport
         self.max_attempts = max_attempts
+        self.relay = Destination("the SMTP relay")
+        self.leases = LeaseKeeper(sessions, lease, SEND_MARGIN)
+        self._unrecorded: list[Verdict] = []  # kept until the database takes them (it may be unreachable)
+        self._probed = False  # the relay was suspect and a probe just found it answering
+        self._suspect_row: int | None = None  # the row being sent when the relay last failed
 
-    async def deliver_due(self, limit: int = 100) -> int:
-        """Send what is due now; returns how many rows were handled (sent, failed, retried or skipped)."""
-        items = await asyncio.to_thread(self._claim, limit)
-        for item in items:
-            await self._deliver_one(item)
-        return len(items)
+    async def deliver_due(self, limit: int = BATCH) -> int:
+        """Send what is due now, oldest first; returns how many rows were handled (sent, failed, retried, skipped
+        or given back because the relay failed). Returns 0 at once while the relay is backed off."""
+        await self._record_unrecorded()
+        if self.relay.wait_seconds() > 0 or not await self._relay_answers():
+            return 0
+        started = time.monotonic()
+        items, suppressed = await asyncio.to_thread(self._claim, limit)
+        self.leases.claimed(items, started)
+        waiting = list(items)
+        async with self.leases.kept():
+            try:
+                while waiting and self.leases.usable():
+                    verdict = await self._attempt(waiting.pop(0), suppressed)
+                    self._unrecorded.append(verdict)
+                    if verdict.status == OutboxStatus.PENDING and verdict.retry_at is None:
+                        break  # the relay failed: the rest keep their place behind this row
+                    await self._record_unrecorded()
+            finally:
+                self._unrecorded.extend(Verdict.given_back(item) for item in waiting)
+        await self._record_unrecorded()
+        return len(items) - len(waiting)
 
     async def drain(self) -> int:
-        """Deliver until nothing is due (``pdubot outbox deliver``)."""
+        """Deliver until nothing is due, or the relay is down (``pdubot outbox deliver``)."""
         total = 0
         while handled := await self.deliver_due():
             total += handled
         return total
 
-    def _claim(self, limit: int) -> list[OutboxItem]:
-        with self.sessions() as session:
-            return claim_due(session, Channel.EMAIL, limit, LEASE)
+    async def _relay_answers(self) -> bool:
+        if not self.relay.suspect:
+            return True
+        try:
+            await self.transport.probe()
+        except TransportError as exc:
+            self.relay.failed(str(exc))
+            return False
+        self._probed = True
+        return True
 
-    async def _deliver_one(self, item: OutboxItem) -> None:
-        if await asyncio.to_thread(self._suppressed, item.recipient):
-            await asyncio.to_thread(self._finish, item.id, OutboxStatus.SKIPPED, "recipient is undeliverable")
-            return
+    def _claim(self, limit: int) -> tuple[list[OutboxItem], set[str]]:
+        """Lease the oldest due rows, and say which of their recipients must not be mailed (bounced, unsubscribed)."""
+        with self.sessions() as session:
+            items = claim_due(session, Channel.EMAIL, limit, self.leases.lease)
+            return items, {item.recipient for item in items if is_suppressed(session, item.recipient)}
+
+    async def _attempt(self, item: OutboxItem, suppressed: set[str]) -> Verdict:
+        if item.recipient in suppressed:
+            return Verdict(item.id, item.attempts, OutboxStatus.SKIPPED, "recipient is undeliverable")
+        probed, self._probed = self._probed, False
         try:
             await self.transport.send(item.body, item.sender, envelope_recipients(item.body) or [item.recipient])
         except TransportError as exc:
             logger.warning("outbox %s to %s failed: %s", item.id, item.recipient, exc)
-            if exc.permanent or item.attempts >= self.max_attempts:
-                await asyncio.to_thread(self._finish, item.id, OutboxStatus.FAILED, str(exc))
-            else:
-                await asyncio.to_thread(self._retry, item.id, str(exc), utcnow() + backoff(item.attempts))
+            if exc.destination and not (probed and item.id == self._suspect_row):
+                self._suspect_row = item.id
+                self.relay.failed(str(exc))
+                return Verdict.given_back(item, str(exc))
+            return self._failed_on_its_own(item, exc)
+        self.relay.recovered()
+        return Verdict(item.id, item.attempts, OutboxStatus.SENT, "")
+
+    def _failed_on_its_own(self, item: OutboxItem, exc: TransportError) -> Verdict:
+        if exc.permanent or item.attempts >= self.max_attempts:
+            return Verdict(item.id, item.attempts, OutboxStatus.FAILED, str(exc))
+        return Verdict(item.id, item.attempts, OutboxStatus.PENDING, str(exc), utcnow() + backoff(item.attempts))
+
+    async def _record_unrecorded(self) -> None:
+        if not self._unrecorded:
             return
-        await asyncio.to_thread(self._finish, item.id, OutboxStatus.SENT, "")
+        verdicts = list(self._unrecorded)
+        await asyncio.to_thread(self._record, verdicts)
+        del self._unrecorded[:len(verdicts)]
+        for verdict in verdicts:
+            self.leases.release(verdict.item_id)
 
-    def _suppressed(self, address: str) -> bool:
+    def _record(self, verdicts: list[Verdict]) -> None:
         with self.sessions() as session:
-            return is_suppressed(session, address)
-
-    def _finish(self, item_id: int, status: OutboxStatus, error: str) -> None:
-        with self.sessions() as session:
-            settle(session, item_id, status, error)
-            session.commit()
-
-    def _retry(self, item_id: int, error: str, at: dt.datetime) -> None:
-        with self.sessions() as session:
-            mark_retry(session, item_id, error, at)
+            for v in verdicts:
+                if v.status != OutboxStatus.PENDING:
+                    settle(session, v.item_id, v.status, v.error or "", v.attempts)
+                elif v.retry_at is not None:
+                    mark_retry(session, v.item_id, v.error or "", v.retry_at, v.attempts)
+                else:
+                    give_back(session, v.item_id, v.attempts, v.error)
             session.commit()

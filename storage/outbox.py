@@ -109,24 +109,60 @@ def claim_row(session: Session, item: OutboxItem, lease: dt.timedelta) -> bool:
     return True
 
 
-def settle(session: Session, item_id: int, status: OutboxStatus, error: str = "") -> None:
-    """Record the end of a row's life: sent, failed for good (stays visible), or skipped."""
+def _held(item_id: int, attempts: int | None) -> sa.ColumnElement[bool]:
+    """The row, and with ``attempts``, only while it is still leased under that claim (each claim adds one), so a
+    worker whose lease ran out and was taken over cannot overwrite what the new holder does."""
+    if attempts is None:
+        return OutboxItem.id == item_id
+    return sa.and_(OutboxItem.id == item_id, OutboxItem.status == OutboxStatus.SENDING,
+                   OutboxItem.attempts == attempts)
+
+
+def settle(session: Session, item_id: int, status: OutboxStatus, error: str = "", attempts: int | None = None) -> bool:
+    """Record the end of a row's life: sent, failed for good (stays visible), or skipped. False when ``attempts``
+    is given and the claim is no longer the holder's."""
     if status not in (OutboxStatus.SENT, OutboxStatus.FAILED, OutboxStatus.SKIPPED):
         raise ValueError(f"{status} is not a final outbox status")
     sent_at = utcnow() if status == OutboxStatus.SENT else None
-    session.execute(
+    result = session.execute(
         sa.update(OutboxItem)
-        .where(OutboxItem.id == item_id)
+        .where(_held(item_id, attempts))
         .values(status=status, sent_at=sent_at, claimed_until=None, last_error=error[:4000])
     )
+    return result.rowcount == 1
 
 
-def mark_retry(session: Session, item_id: int, error: str, at: dt.datetime) -> None:
+def mark_retry(session: Session, item_id: int, error: str, at: dt.datetime, attempts: int | None = None) -> None:
+    """The row failed for its own reason and is tried again at ``at``."""
     session.execute(
         sa.update(OutboxItem)
-        .where(OutboxItem.id == item_id)
+        .where(_held(item_id, attempts))
         .values(status=OutboxStatus.PENDING, claimed_until=None, next_attempt_at=at, last_error=error[:4000])
     )
+
+
+def give_back(session: Session, item_id: int, attempts: int, error: str | None = None) -> None:
+    """Undo a claim: the row was not tried, or its destination failed as a whole, which is not the row's fault.
+    It keeps its place in line (``next_attempt_at`` unchanged) and its claim is not counted as an attempt."""
+    values: dict[str, Any] = {"status": OutboxStatus.PENDING, "claimed_until": None, "attempts": attempts - 1}
+    if error is not None:
+        values["last_error"] = error[:4000]
+    session.execute(sa.update(OutboxItem).where(_held(item_id, attempts)).values(**values)
+                    .execution_options(synchronize_session=False))
+
+
+def renew_leases(session: Session, held: dict[int, int], until: dt.datetime) -> int:
+    """Extend the leases a live worker still holds (row id -> attempts at its claim); returns how many."""
+    if not held:
+        return 0
+    result = session.execute(
+        sa.update(OutboxItem)
+        .where(OutboxItem.status == OutboxStatus.SENDING,
+               sa.tuple_(OutboxItem.id, OutboxItem.attempts).in_(list(held.items())))
+        .values(claimed_until=until)
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount
 
 
 def count_recent(session: Session, recipient: str, kind: str, since: dt.datetime) -> int:

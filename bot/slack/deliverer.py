@@ -16,6 +16,7 @@ import datetime as dt
 import enum
 import logging
 import random
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -28,19 +29,20 @@ from slack_sdk.errors import SlackApiError, SlackRequestError
 from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy.orm import Session, sessionmaker
 
-from bot.delivery import TransportError
+from bot.delivery import LeaseKeeper, TransportError
 from bot.slack.cards import load_card, render_card
 from bot.slack.text import THREAD_TEXT_LIMIT, escape, fold
 from storage.base import utcnow
 from storage.documents import StoredDocument
 from storage.enums import OPEN_STATUSES, Channel, OutboxStatus
-from storage.outbox import OutboxItem, claim_row, first_unfinished, is_due, mark_retry, settle
+from storage.outbox import OutboxItem, claim_row, first_unfinished, give_back, is_due, mark_retry, settle
 from storage.tickets import Ticket
 from workflows.staff import StaffPost
 
 logger = logging.getLogger(__name__)
 
-LEASE = dt.timedelta(minutes=2)
+LEASE = dt.timedelta(minutes=1)  # renewed while the deliverer is alive; a killed one's rows are free within it
+POST_MARGIN = dt.timedelta(seconds=15)  # the client's timeout: no post is started with less lease left
 MAX_BACKOFF = dt.timedelta(minutes=5)  # the longest a recovered Slack waits for the queue to notice
 DEFAULT_RETRY_AFTER = 30.0
 RUN_LENGTH = 20  # rows claimed together at most
@@ -134,21 +136,24 @@ class SlackDeliverer:
         self.channel = channel
         self.tz = tz
         self.backoff = backoff
-        self.lease = lease
+        self.leases = LeaseKeeper(sessions, lease, POST_MARGIN)
         self.run_length = run_length
+        # The last run's outcomes and the steps it never tried, kept until the database takes them.
+        self._outcomes: list[Outcome] = []
+        self._unposted: list[Step] = []
 
     async def deliver_due(self, limit: int = 100) -> int:
         """Post rows from the head of the queue until it is empty or its head must wait; returns how many."""
         handled: int = 0
-        outcomes: list[Outcome] = []
-        unposted: list[Step] = []
         while True:
-            run = await asyncio.to_thread(self._record_and_claim, outcomes, unposted,
-                                          min(self.run_length, limit - handled))
+            started = time.monotonic()
+            run = await asyncio.to_thread(self._record_and_claim, min(self.run_length, limit - handled))
             if not run:
                 return handled
-            outcomes, unposted = await self._post_run(run)
-            handled += len(outcomes)
+            self.leases.claimed([step.item for step in run], started)
+            async with self.leases.kept():
+                self._outcomes, self._unposted = await self._post_run(run)
+            handled += len(self._outcomes)
 
     async def drain(self) -> int:
         total = 0
@@ -161,9 +166,12 @@ class SlackDeliverer:
             await self.client.session.close()
 
     async def _post_run(self, run: list[Step]) -> tuple[list[Outcome], list[Step]]:
-        """Post in order; after a failure worth retrying the rest of the run waits behind it, unposted."""
+        """Post in order; after a failure worth retrying the rest of the run waits behind it, unposted, and
+        so does the rest once the lease may have run out."""
         outcomes = []
         for n, step in enumerate(run):
+            if not self.leases.usable():
+                return outcomes, run[n:]
             outcome = await self._post(step)
             outcomes.append(outcome)
             if outcome.error is not None and not outcome.error.permanent:
@@ -172,15 +180,20 @@ class SlackDeliverer:
 
     # Recording and claiming (blocking, run in a thread, one transaction).
 
-    def _record_and_claim(self, outcomes: list[Outcome], unposted: list[Step], limit: int) -> list[Step]:
+    def _record_and_claim(self, limit: int) -> list[Step]:
+        """Record the last run and claim the next in one transaction. When it fails (the database went away)
+        the last run stays in memory and is recorded by the next call, so nothing it posted is posted again."""
         with self.sessions() as session:
-            for outcome in outcomes:
+            for outcome in self._outcomes:
                 self._record(session, outcome)
-            for step in unposted:  # never tried: back in line at once, behind the row that must wait
-                mark_retry(session, step.item.id, step.item.last_error, utcnow())
+            for step in self._unposted:  # never tried: back in line at once, behind the row that must wait
+                give_back(session, step.item.id, step.item.attempts)
             run = self._claim_run(session, limit) if limit > 0 else []
             session.commit()
-            return run
+        for finished in (*(o.item for o in self._outcomes), *(s.item for s in self._unposted)):
+            self.leases.release(finished.id)
+        self._outcomes, self._unposted = [], []
+        return run
 
     def _claim_run(self, session: Session, limit: int) -> list[Step]:
         """Claim consecutive due rows from the head. A run stops before a row that needs the ts of a card
@@ -195,7 +208,7 @@ class SlackDeliverer:
             plan = self._plan(session, head)
             if plan is Hold.SKIPPED:
                 continue
-            if plan is Hold.WAIT or (run and plan is not head) or not claim_row(session, plan, self.lease):
+            if plan is Hold.WAIT or (run and plan is not head) or not claim_row(session, plan, self.leases.lease):
                 break
             step = self._prepare(session, plan)
             run.append(step)
@@ -247,15 +260,16 @@ class SlackDeliverer:
                             .values(slack_ts=outcome.card_ts, updated_at=Ticket.updated_at))
         error = outcome.error
         if error is None:
-            settle(session, item.id, OutboxStatus.SENT)
+            settle(session, item.id, OutboxStatus.SENT, attempts=item.attempts)
         elif error.permanent:
             logger.warning("Slack outbox %s (%s) failed for good: %s", item.id, item.kind, error)
-            settle(session, item.id, OutboxStatus.FAILED, str(error))
+            settle(session, item.id, OutboxStatus.FAILED, str(error), item.attempts)
         else:
+            # Slack itself failed: this row, at the head, holds the whole queue until Slack is back (Retry-After).
             wait = self.backoff(item.attempts) if error.retry_after is None else dt.timedelta(seconds=error.retry_after)
             logger.info("Slack outbox %s (%s) will be retried in %.0f s: %s", item.id, item.kind,
                         wait.total_seconds(), error)
-            mark_retry(session, item.id, str(error), utcnow() + wait)
+            mark_retry(session, item.id, str(error), utcnow() + wait, item.attempts)
 
     # Posting (async, no database work except for a notice's files).
 
