@@ -227,3 +227,24 @@ def test_it_sends_the_monthly_reminder_once_to_every_host_with_anything_overdue(
     texts = [m.get_body(preferencelist=("plain",)).get_content() for m in emails(sessions)]
     monthly = [t for t in texts if "monthly reminder" in t]
     assert len(monthly) == 1 and "Hello Sam Roe" in monthly[0]
+
+
+def test_it_finds_stages_given_across_query_chunks(sessions, monkeypatch):
+    # Stage lookups go out in chunks of event IDs; a small chunk makes five events span three statements.
+    monkeypatch.setattr("storage.reminders.EVENTS_PER_QUERY", 2)
+    with sessions() as session:
+        add_host(session)
+        add_user(session)
+        for n in range(5):
+            add_event(session, f"E{n}", start_date=ENDED, end_date=ENDED)
+        session.commit()
+    first = remind(sessions, dt.date(2026, 10, 5))
+    assert sorted(first.digests[0]["stages"]) == [f"E{n}" for n in range(5)]
+    assert remind(sessions, dt.date(2026, 10, 6)).digests == []  # every event's stage 3 found, whatever its chunk
+    with sessions() as session:  # one event's next stage already given by an earlier run
+        session.add(ReminderSent(event_id="E3", host_id="H0001", kind=ReminderKind.OVERDUE, stage=14,
+                                 run_date=dt.date(2026, 10, 15)))
+        session.commit()
+    later = remind(sessions, dt.date(2026, 10, 15))
+    assert sorted(later.digests[0]["stages"]) == ["E0", "E1", "E2", "E4"]
+    assert later.digests[0]["events"] == [f"E{n}" for n in range(5)]  # the digest still lists every overdue event

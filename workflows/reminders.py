@@ -21,12 +21,12 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, contains_eager, sessionmaker
+from sqlalchemy.orm import Session, contains_eager, load_only, sessionmaker
 
 from storage.enums import OPEN_STATUSES, EventStatus, ReminderKind, TicketKind, TicketStatus
 from storage.mailstate import is_suppressed
 from storage.registry import Event, Host, User
-from storage.reminders import ReminderSent, hosts_reminded_on, stages_given
+from storage.reminders import ReminderSent, StageKey, hosts_reminded_on, stages_given
 from storage.tickets import Ticket
 from workflows.calendar import month_key
 from workflows.formatting import format_dates, format_pdus
@@ -100,11 +100,17 @@ def overdue_filter(today: dt.date) -> sa.ColumnElement[bool]:
     return sa.and_(Event.end_date < today, Event.certificates_issued.is_(None), Event.status == EventStatus.SCHEDULED)
 
 
+# What a digest shows of an event. Loading only these skips decoding columns a reminder never reads
+# (categories JSON, description, timestamps), which is most of the cost with a million events.
+DIGEST_COLUMNS = (Event.event_id, Event.host_id, Event.title, Event.start_date, Event.end_date, Event.hours,
+                  Event.status, Event.certificates_issued)
+
+
 def overdue_events(session: Session, today: dt.date, host_id: str | None = None) -> list[Event]:
     """Every overdue event of an active host (or of ``host_id``), grouped by host, oldest first."""
     query = (
         sa.select(Event).join(Host, Host.host_id == Event.host_id)
-        .options(contains_eager(Event.host))  # the joined host fills event.host: no query per host
+        .options(contains_eager(Event.host), load_only(*DIGEST_COLUMNS))  # the joined host fills event.host
         .where(overdue_filter(today), Host.status == ACTIVE)
         .order_by(Event.host_id, Event.end_date, Event.event_id)
     )
@@ -118,7 +124,7 @@ def ending_courses(session: Session, today: dt.date, policy: NagPolicy, host_id:
     horizon = today + dt.timedelta(days=policy.ending_lead_days)
     query = (
         sa.select(Event).join(Host, Host.host_id == Event.host_id)
-        .options(contains_eager(Event.host))
+        .options(contains_eager(Event.host), load_only(*DIGEST_COLUMNS))
         .where(Event.end_date >= today, Event.end_date <= horizon, Event.certificates_issued.is_(None),
                Event.status == EventStatus.SCHEDULED, Host.status == ACTIVE)
         .order_by(Event.host_id, Event.end_date, Event.event_id)
@@ -132,21 +138,40 @@ def plan_reminders(session: Session, today: dt.date, policy: NagPolicy, host_id:
     """What today's run owes each host (or only ``host_id``), from the events and the stages given. Reads only."""
     overdue = overdue_events(session, today, host_id)
     ending = ending_courses(session, today, policy, host_id)
-    given = stages_given(session, [e.event_id for e in (*overdue, *ending)])
+    due = {event.event_id: policy.stage_for((today - event.end_date).days) for event in overdue}
+    given = stages_given(session, stage_keys_due(overdue, ending, due, policy, today))
     plans: dict[str, HostPlan] = {}
     for event in overdue:
         plan = plans.setdefault(event.host_id, HostPlan(event.host, []))
         plan.overdue.append(event)
-        age = (today - event.end_date).days
-        stage = policy.stage_for(age)
+        stage = due[event.event_id]
         if stage is not None and (event.event_id, ReminderKind.OVERDUE, stage) not in given:
             plan.new_stages.append((event, stage))
-        if age >= policy.staff_days and (event.event_id, ReminderKind.STAFF, policy.staff_days) not in given:
+        if is_staff_due(event, policy, today) and (event.event_id, ReminderKind.STAFF, policy.staff_days) not in given:
             plan.escalate.append(event)
     for event in ending:
         if (event.event_id, ReminderKind.ENDING, -policy.ending_lead_days) not in given:
             plans.setdefault(event.host_id, HostPlan(event.host, [])).ending.append(event)
     return sorted(plans.values(), key=lambda p: p.host.host_id)
+
+
+def is_staff_due(event: Event, policy: NagPolicy, today: dt.date) -> bool:
+    return (today - event.end_date).days >= policy.staff_days
+
+
+def stage_keys_due(
+    overdue: list[Event], ending: list[Event], due: dict[str, int | None], policy: NagPolicy, today: dt.date
+) -> list[StageKey]:
+    """The only stage rows that could stop today's reminders: today's stage for each event, nothing older."""
+    keys: list[StageKey] = []
+    for event in overdue:
+        stage = due[event.event_id]
+        if stage is not None:
+            keys.append((event.event_id, ReminderKind.OVERDUE, stage))
+        if is_staff_due(event, policy, today):
+            keys.append((event.event_id, ReminderKind.STAFF, policy.staff_days))
+    keys += [(event.event_id, ReminderKind.ENDING, -policy.ending_lead_days) for event in ending]
+    return keys
 
 
 def host_recipients(session: Session, host: Host) -> tuple[str, tuple[str, ...]] | None:
@@ -243,7 +268,9 @@ def send_reminders(
     """
     run = ReminderRun(today, dry_run)
     with sessions() as session:
-        host_ids = [plan.host.host_id for plan in plan_reminders(session, today, policy)]
+        # Hosts owed nothing today (no new stage, no ending course, no staff summary) are not planned again.
+        host_ids = [plan.host.host_id for plan in plan_reminders(session, today, policy)
+                    if plan.needs_digest or plan.escalate]
     for host_id in host_ids:
         with sessions() as session:
             # Planned again inside the host's own transaction: another run may have reminded it meanwhile.
