@@ -6,6 +6,10 @@ claimed by a conditional UPDATE before its message is sent and marked sent after
 it. Sent marks are written in small batches, so a process killed outright can resend the few
 messages accepted since the last batch; that is the same documented window as the outbox's, a fraction
 of a second wide.
+
+Each connection has a sending thread of its own, which claims its rows in batches, makes each
+subscriber's copy and sends it; the event loop only starts the threads, writes the sent marks and
+reports progress, so nothing per message waits on it.
 """
 
 from __future__ import annotations
@@ -17,16 +21,15 @@ import logging
 import smtplib
 import socket
 import ssl
-from collections import deque
-from collections.abc import Awaitable, Callable
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol, runtime_checkable
 
 from sqlalchemy.orm import Session, sessionmaker
 
-import aiosmtplib
-
-from bot.delivery import MailTransport, RelayAddress, SmtpRelay, TransportError, backoff, make_transport
+from bot.delivery import MailTransport, RelayAddress, TransportError, backoff, make_transport
 from storage.base import utcnow
 from storage.enums import MailingStatus
 from storage.mailouts import (
@@ -45,40 +48,32 @@ from workflows.policy import MailboxPolicy
 
 logger = logging.getLogger(__name__)
 
-class PooledRelay(SmtpRelay):
-    """A relay connection for bulk sends: the same reused connection, with Nagle's algorithm off.
+SendNow = Callable[[bytes, str, list[str]], None]  # sends one message from the calling thread
 
-    Each message is a few small request-response exchanges; without TCP_NODELAY (RFC 896) a small write
-    can wait for the peer's delayed ACK, which on loopback costs more than the message itself.
-    """
 
-    async def _connect(self) -> aiosmtplib.SMTP:
-        client = await super()._connect()
-        transport = client.transport
-        sock = transport.get_extra_info("socket") if transport is not None else None
-        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        return client
+@runtime_checkable
+class BlockingTransport(Protocol):
+    """A bulk connection that a sending thread drives directly, with no hop through the event loop."""
+
+    def send_now(self, raw: bytes, sender: str, recipients: list[str]) -> None: ...
 
 
 class ThreadedRelay:
-    """One bulk connection driven by the standard library's smtplib on a thread of its own.
+    """One bulk connection driven by the standard library's smtplib from the sending thread that owns it.
 
     A mail-out is thousands of short SMTP conversations, and the asyncio client spends more time per
     message than the conversation itself (measured in BENCHMARKS.md: about half the rate smtplib
     reaches against the same server). smtplib releases the GIL while it waits on the socket, so a few
-    of these, each with its own thread and connection, keep the relay as busy as it will go.
+    of these, each on its own thread and connection, keep the relay as busy as it will go.
     """
 
     def __init__(self, address: RelayAddress, timeout: float = 30) -> None:
         self.address = address
         self.timeout = timeout
         self._client: smtplib.SMTP | None = None
-        self._thread = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="bulk-smtp")
 
     async def send(self, raw: bytes, sender: str, recipients: list[str]) -> None:
-        loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self._thread, self._send, raw, sender, recipients)
+        await asyncio.to_thread(self.send_now, raw, sender, recipients)
 
     def _connect(self) -> smtplib.SMTP:
         if self._client is not None:
@@ -92,13 +87,15 @@ class ThreadedRelay:
             if client.has_extn("starttls"):  # STARTTLS whenever the relay offers it, as for single mail
                 client.starttls(context=ssl.create_default_context())
                 client.ehlo()
-        client.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # see PooledRelay
+        # Each message is a few small request-response exchanges; without TCP_NODELAY (RFC 896) a small write
+        # can wait for the peer's delayed ACK, which on loopback costs more than the message itself.
+        client.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if a.username:
             client.login(a.username, a.password or "")
         self._client = client
         return client
 
-    def _send(self, raw: bytes, sender: str, recipients: list[str]) -> None:
+    def send_now(self, raw: bytes, sender: str, recipients: list[str]) -> None:
         try:
             refused = self._connect().sendmail(sender, recipients, raw)
         except smtplib.SMTPRecipientsRefused as exc:
@@ -130,9 +127,7 @@ class ThreadedRelay:
                 client.close()
 
     async def close(self) -> None:
-        loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self._thread, self._quit)
-        self._thread.shutdown(wait=False)
+        await asyncio.to_thread(self._quit)
 
 
 def bulk_transport(relay_url: str | None, maildir: Path) -> MailTransport:
@@ -140,6 +135,17 @@ def bulk_transport(relay_url: str | None, maildir: Path) -> MailTransport:
     if relay_url:
         return ThreadedRelay(RelayAddress.parse(relay_url))
     return make_transport(None, maildir)
+
+
+def blocking_send(transport: MailTransport, loop: asyncio.AbstractEventLoop) -> SendNow:
+    """How a sending thread sends over ``transport``: directly, or by running an asyncio transport on ``loop``."""
+    if isinstance(transport, BlockingTransport):
+        return transport.send_now
+
+    def send(raw: bytes, sender: str, recipients: list[str]) -> None:
+        asyncio.run_coroutine_threadsafe(transport.send(raw, sender, recipients), loop).result()
+
+    return send
 
 
 ProgressHook = Callable[[int, int], None]  # (messages handled, messages due at the start)
@@ -167,45 +173,13 @@ class MailoutReport:
                 "sent": self.sent, "failed": self.failed, "deferred": self.deferred, "remaining": self.remaining}
 
 
-class _Feed:
-    """Hands claimed rows to the workers, claiming the next batch in the background before this one runs out."""
-
-    def __init__(self, claim: Callable[[], Awaitable[list[Claimed]]], low_water: int) -> None:
-        self._claim = claim
-        self._low_water = low_water
-        self._items: deque[Claimed] = deque()
-        self._next: asyncio.Task[list[Claimed]] | None = None
-        self._done = False
-        self._lock = asyncio.Lock()
-
-    async def get(self) -> Claimed | None:
-        async with self._lock:
-            if not self._items and not self._done:
-                batch = await (self._next or self._claim())
-                self._next = None
-                self._items.extend(batch)
-                self._done = not batch
-            if not self._items:
-                return None
-            item = self._items.popleft()
-            if len(self._items) < self._low_water and self._next is None and not self._done:
-                self._next = asyncio.create_task(self._claim())
-            return item
-
-    async def close(self) -> list[Claimed]:
-        """Stop handing out rows; returns the claimed rows nobody sent, so they can be given back."""
-        async with self._lock:
-            self._done = True
-            leftover = list(self._items)
-            self._items.clear()
-            if self._next is not None:
-                leftover.extend(await self._next)
-                self._next = None
-            return leftover
-
-
 class BulkSender:
-    """Sends one mailing's due delivery rows over ``connections`` transports, each a reused connection."""
+    """Sends one mailing's due delivery rows over ``connections`` transports, each a reused connection.
+
+    One sending thread per connection claims rows for itself: a batch at a time, smaller as the due rows
+    run out (guided self-scheduling), so no connection sits idle at the end while another works through
+    a large batch.
+    """
 
     def __init__(
         self,
@@ -217,104 +191,129 @@ class BulkSender:
         max_attempts: int = 8,
         flush_seconds: float = 0.2,
         on_progress: ProgressHook | None = None,
+        min_batch: int = 10,
     ) -> None:
         self.sessions = sessions
         self.transport_factory = transport_factory
         self.connections = max(1, connections)
         self.batch_size = batch_size
+        self.min_batch = max(1, min(min_batch, batch_size))
         self.lease = lease
         self.max_attempts = max_attempts
         self.flush_seconds = flush_seconds
         self.on_progress = on_progress
+        self._lock = threading.Lock()  # guards what the sending threads share below
+        self._stop = threading.Event()
         self._sent: list[int] = []
         self._handled = 0
+        self._total = 0
+        self._unclaimed = 0  # due rows no thread has claimed yet, as far as this run knows
         self._transient_in_a_row = 0
 
     async def send(self, mailing_id: int, message: BulkMessage) -> MailoutReport:
         """Deliver what is due now. Re-running it later sends only what no run has sent."""
         report = MailoutReport(mailing_id)
         report.added, report.skipped, report.due = await asyncio.to_thread(self._prepare, mailing_id)
-        self._notify(report.due)
-        stop = asyncio.Event()
-        feed = _Feed(lambda: asyncio.to_thread(self._claim, mailing_id), max(self.batch_size // 4, self.connections))
+        self._total = self._unclaimed = report.due
+        self._report_progress()
+        loop = asyncio.get_running_loop()
         transports = [self.transport_factory() for _ in range(self.connections)]
-        flusher = asyncio.create_task(self._flush_every(stop))
+        threads = concurrent.futures.ThreadPoolExecutor(max_workers=self.connections, thread_name_prefix="bulk-send")
+        jobs = [threads.submit(self._work, mailing_id, blocking_send(t, loop), message, report) for t in transports]
+        flusher = asyncio.create_task(self._flush_every())
         try:
-            results = await asyncio.gather(*(self._work(feed, t, message, stop, report) for t in transports),
-                                           return_exceptions=True)
+            await asyncio.wait([asyncio.wrap_future(job) for job in jobs])
         finally:
-            stop.set()
-            leftover = await feed.close()
+            # On an unexpected error, or if this task is cancelled, every thread finishes the message in hand,
+            # gives back the rows it claimed and stops; the error is raised once the sent marks are written.
+            self._stop.set()
+            await asyncio.to_thread(threads.shutdown)
             await flusher
-            await asyncio.to_thread(self._give_back, leftover)
             await self._flush()
             for transport in transports:
                 await transport.close()
         report.remaining = await asyncio.to_thread(self._finish, mailing_id)
-        fatal = [r for r in results if isinstance(r, BaseException)]
+        fatal = [job.exception() for job in jobs if job.exception() is not None]
         if fatal:
             raise fatal[0]
         return report
 
-    def _notify(self, total: int) -> None:
-        self._total = total
-        if self.on_progress:
-            self.on_progress(self._handled, total)
+    def _work(self, mailing_id: int, send: SendNow, message: BulkMessage, report: MailoutReport) -> None:
+        """One sending thread: claim a batch, send each row its own copy, until nothing is due or the run stops."""
+        try:
+            while not self._stop.is_set():
+                batch = self._claim(mailing_id, self._next_batch_size())
+                if not batch:
+                    return
+                self._send_batch(batch, send, message, report)
+        except BaseException:
+            self._stop.set()
+            raise
 
-    async def _work(
-        self, feed: _Feed, transport: MailTransport, message: BulkMessage, stop: asyncio.Event, report: MailoutReport
-    ) -> None:
-        # On an unexpected error every worker finishes the message in hand and stops, so nothing is
-        # cut off mid-send; the error is raised once the sent marks are safely written.
-        while not stop.is_set():
-            item = await feed.get()
-            if item is None:
+    def _next_batch_size(self) -> int:
+        with self._lock:
+            size = max(self.min_batch, min(self.batch_size, self._unclaimed // (2 * self.connections)))
+            self._unclaimed = max(0, self._unclaimed - size)
+            return size
+
+    def _send_batch(self, batch: list[Claimed], send: SendNow, message: BulkMessage, report: MailoutReport) -> None:
+        for n, item in enumerate(batch):
+            if self._stop.is_set():
+                self._give_back(batch[n:])
                 return
             try:
-                await self._deliver(item, transport, message, report)
+                self._deliver(item, send, message, report)
             except BaseException:
-                stop.set()
+                self._give_back(batch[n + 1:])  # the row in hand stays leased: the relay may have taken it
                 raise
-            if self._transient_in_a_row >= 3 * self.connections:
-                logger.warning("mailing %s: the relay keeps failing; leaving the rest for the next run", report.mailing_id)
-                stop.set()
 
-    async def _deliver(self, item: Claimed, transport: MailTransport, message: BulkMessage, report: MailoutReport) -> None:
+    def _deliver(self, item: Claimed, send: SendNow, message: BulkMessage, report: MailoutReport) -> None:
         delivery_id, address, name = item
         try:
-            await transport.send(message.personalize(address, name), message.sender, [address])
+            send(message.personalize(address, name), message.sender, [address])
         except TransportError as exc:
-            await self._record_failure(delivery_id, address, exc, report)
-        else:
+            self._record_failure(delivery_id, address, exc, report)
+            return
+        with self._lock:
             self._transient_in_a_row = 0
             self._sent.append(delivery_id)
+            self._handled += 1
             report.sent += 1
-        self._handled += 1
-        if self.on_progress:
-            self.on_progress(self._handled, self._total)
 
-    async def _record_failure(self, delivery_id: int, address: str, exc: TransportError, report: MailoutReport) -> None:
+    def _record_failure(self, delivery_id: int, address: str, exc: TransportError, report: MailoutReport) -> None:
         logger.warning("mailing delivery %s to %s failed: %s", delivery_id, address, exc)
-        attempts = await asyncio.to_thread(self._attempts, delivery_id)
+        attempts = self._attempts(delivery_id)
         if exc.permanent or attempts >= self.max_attempts:
-            report.failed += 1
-            await asyncio.to_thread(self._with_session, mark_failed, delivery_id, str(exc))
+            self._with_session(mark_failed, delivery_id, str(exc))
+            with self._lock:
+                report.failed += 1
+                self._handled += 1
             return
-        self._transient_in_a_row += 1
-        report.deferred += 1
-        await asyncio.to_thread(self._with_session, release, delivery_id, str(exc), utcnow() + backoff(attempts))
+        self._with_session(release, delivery_id, str(exc), utcnow() + backoff(attempts))
+        with self._lock:
+            report.deferred += 1
+            self._handled += 1
+            self._transient_in_a_row += 1
+            relay_down = self._transient_in_a_row >= 3 * self.connections
+        if relay_down and not self._stop.is_set():
+            logger.warning("mailing %s: the relay keeps failing; leaving the rest for the next run", report.mailing_id)
+            self._stop.set()
 
-    async def _flush_every(self, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            try:
-                await asyncio.wait_for(stop.wait(), timeout=self.flush_seconds)
-            except TimeoutError:
-                await self._flush()
+    async def _flush_every(self) -> None:
+        while not self._stop.is_set():
+            await asyncio.sleep(self.flush_seconds)
+            await self._flush()
 
     async def _flush(self) -> None:
-        sent, self._sent = self._sent, []
+        with self._lock:
+            sent, self._sent = self._sent, []
         if sent:
             await asyncio.to_thread(self._with_session, mark_sent, sent)
+        self._report_progress()
+
+    def _report_progress(self) -> None:
+        if self.on_progress:
+            self.on_progress(self._handled, self._total)
 
     def _with_session(self, action: Callable[..., None], *args: object) -> None:
         with self.sessions() as session:
@@ -330,9 +329,9 @@ class BulkSender:
             skipped = skip_undeliverable(session, mailing_id)
             return added, skipped, unfinished(session, mailing_id)
 
-    def _claim(self, mailing_id: int) -> list[Claimed]:
+    def _claim(self, mailing_id: int, size: int) -> list[Claimed]:
         with self.sessions() as session:
-            return claim_deliveries(session, mailing_id, self.batch_size, self.lease)
+            return claim_deliveries(session, mailing_id, size, self.lease)
 
     def _attempts(self, delivery_id: int) -> int:
         with self.sessions() as session:
@@ -340,6 +339,8 @@ class BulkSender:
             return row.attempts if row else self.max_attempts
 
     def _give_back(self, leftover: list[Claimed]) -> None:
+        if not leftover:
+            return
         with self.sessions() as session:
             for delivery_id, _, _ in leftover:
                 release(session, delivery_id, "", utcnow())
