@@ -70,7 +70,8 @@ def claim_due(session: Session, channel: Channel, limit: int, lease: dt.timedelt
     if not claimed:
         return []
     rows = session.scalars(
-        sa.select(OutboxItem).where(OutboxItem.id.in_(claimed)).order_by(OutboxItem.id).options(sa.orm.undefer(OutboxItem.body))
+        sa.select(OutboxItem).where(OutboxItem.id.in_(claimed)).order_by(OutboxItem.id)
+        .options(sa.orm.undefer(OutboxItem.body)).execution_options(populate_existing=True)  # the claim's own values
     )
     return list(rows)
 

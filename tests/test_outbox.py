@@ -5,18 +5,19 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import mailbox
+import time
 from pathlib import Path
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
-from bot.delivery import EmailDeliverer, MaildirDrop, RelayAddress, SmtpRelay, backoff
+from bot.delivery import EmailDeliverer, LeaseKeeper, MaildirDrop, RelayAddress, SmtpRelay, backoff
 from storage.base import utcnow
 from storage.enums import Channel, OutboxStatus, Source
 from storage.mailstate import suppress
-from storage.outbox import OutboxItem, claim_due
+from storage.outbox import OutboxItem, claim_due, settle
 from tests.factories import MailFactory
-from tests.servers import free_port, smtp_sink
+from tests.servers import free_port, smtp_sink, wait_until
 from workflows.inbox import receive
 from workflows.policy import MailboxPolicy
 
@@ -40,6 +41,18 @@ def deliver(sessions: sessionmaker[Session], port: int) -> int:
             await deliverer.transport.close()
 
     return asyncio.run(go())
+
+
+def relay_at(port: int) -> SmtpRelay:
+    return SmtpRelay(RelayAddress.parse(f"smtp://127.0.0.1:{port}"), timeout=5)
+
+
+def rows(sessions: sessionmaker[Session]) -> list[tuple[str, OutboxStatus, int]]:
+    """Each email row's recipient, status and attempts, in queue order."""
+    with sessions() as session:
+        return [tuple(r) for r in session.execute(
+            sa.select(OutboxItem.recipient, OutboxItem.status, OutboxItem.attempts)
+            .where(OutboxItem.channel == Channel.EMAIL).order_by(OutboxItem.id))]
 
 
 def make_due_now(sessions: sessionmaker[Session]) -> None:
@@ -154,3 +167,77 @@ def test_it_parses_relay_urls_with_encoded_credentials():
 def test_it_backs_off_exponentially_up_to_an_hour():
     assert backoff(1) < backoff(4) < backoff(8)
     assert backoff(50) <= dt.timedelta(hours=1.2)
+
+
+def test_it_backs_off_the_relay_not_the_row_and_sends_the_backlog_in_queue_order(sessions, mail):
+    queue_acks(sessions, mail, 4)
+    port = free_port()
+
+    async def go() -> list[list[str]]:
+        deliverer = EmailDeliverer(sessions, relay_at(port))
+        assert await deliverer.deliver_due() == 1  # the first row finds the relay down; the batch is given back
+        assert await deliverer.deliver_due() == 0  # the relay is backed off: nothing is claimed
+        assert {status for _, status, attempts in rows(sessions)} == {OutboxStatus.PENDING}
+        assert [attempts for _, _, attempts in rows(sessions)] == [0] * 4  # the relay's failure is no row's
+        for n in range(4, 6):  # more arrive during the outage
+            receive(sessions, mail.raw(sender=f"Host {n} <host{n}@example.org>"), Source.FILE, MailboxPolicy())
+        with smtp_sink(port) as (relay, _):
+            await asyncio.sleep(deliverer.relay.wait_seconds())
+            assert await deliverer.drain() == 6
+            await deliverer.transport.close()
+        return [rcpt for _, rcpt, _ in relay.received]
+
+    assert asyncio.run(go()) == [[f"host{n}@example.org"] for n in range(6)]
+    assert rows(sessions) == [(f"host{n}@example.org", OutboxStatus.SENT, 1) for n in range(6)]
+
+
+def test_it_retries_a_message_the_relay_defers_on_its_own_and_sends_the_rest(sessions, mail):
+    queue_acks(sessions, mail, 3)
+    with smtp_sink() as (relay, port):
+        relay.script = ["452 4.2.2 mailbox full"]
+        assert deliver(sessions, port) == 3
+    assert [status for _, status, _ in rows(sessions)] == [OutboxStatus.PENDING, OutboxStatus.SENT, OutboxStatus.SENT]
+    assert [rcpt for _, rcpt, _ in relay.received] == [["host1@example.org"], ["host2@example.org"]]
+    with sessions() as session:
+        first = session.scalars(sa.select(OutboxItem).order_by(OutboxItem.id).limit(1)).one()
+    assert first.next_attempt_at > utcnow() and "452" in first.last_error
+
+
+def test_it_keeps_its_leases_while_working_and_a_dead_workers_rows_come_free_within_one_lease(sessions, mail):
+    queue_acks(sessions, mail, 2)
+    lease = dt.timedelta(seconds=0.6)
+
+    def claim() -> list[OutboxItem]:
+        with sessions() as session:
+            return claim_due(session, Channel.EMAIL, 10, lease)
+
+    async def work_for(seconds: float) -> list[OutboxItem]:
+        keeper = LeaseKeeper(sessions, lease, margin=dt.timedelta(seconds=0.1))
+        keeper.claimed(claim(), time.monotonic())
+        stolen: list[OutboxItem] = []
+        async with keeper.kept():
+            deadline = time.monotonic() + seconds
+            while time.monotonic() < deadline:
+                stolen += await asyncio.to_thread(claim)
+                await asyncio.sleep(0.1)
+            assert keeper.usable()
+        return stolen
+
+    assert asyncio.run(work_for(2.0)) == []  # three leases long: renewed, never taken over
+    assert claim() == []  # the worker stopped just now: its lease still holds
+    assert wait_until(lambda: len(claim()) == 2, timeout=2, interval=0.1)
+
+
+def test_it_ignores_a_worker_that_records_a_row_after_another_took_it_over(sessions, mail):
+    queue_acks(sessions, mail)
+    with sessions() as session:
+        (first,) = claim_due(session, Channel.EMAIL, 10, dt.timedelta(minutes=1))
+        first_claim = first.attempts
+        session.execute(sa.update(OutboxItem).values(claimed_until=utcnow() - dt.timedelta(seconds=1)))
+        session.commit()
+        (second,) = claim_due(session, Channel.EMAIL, 10, dt.timedelta(minutes=1))
+        assert second.attempts == first_claim + 1
+        assert not settle(session, first.id, OutboxStatus.FAILED, "late", attempts=first_claim)
+        assert settle(session, second.id, OutboxStatus.SENT, attempts=second.attempts)
+        session.commit()
+    assert rows(sessions) == [("host0@example.org", OutboxStatus.SENT, 2)]
