@@ -181,12 +181,61 @@ def test_it_reads_utf8_with_or_without_bom_and_windows_1252(sessions, encoded):
 
 def test_it_refuses_a_file_missing_a_required_column(sessions):
     row = host_row()
-    del row["contact_email"]
+    del row["name"]
 
-    with pytest.raises(FileRejected, match="missing required column: contact_email"):
+    with pytest.raises(FileRejected, match="missing required column: name"):
         run_import(sessions, HOSTS, csv_text([row]))
     with sessions() as session:
         assert session.scalar(sa.select(sa.func.count()).select_from(Host)) == 0
+
+
+def test_it_leaves_a_column_the_file_lacks_as_stored_and_defaults_it_on_insert(sessions):
+    with sessions() as session:
+        add_host(session, "H0001", contact_email="kept@gfps.k12.mt.us", status="inactive")
+        session.commit()
+    rows = [host_row(host_id="H0001", name="Renamed District"), host_row(host_id="H0002")]
+    for row in rows:
+        del row["contact_email"], row["status"], row["kind"]
+
+    result = run_import(sessions, HOSTS, csv_text(rows))
+
+    assert (result.added, result.updated, result.rejected) == (1, 1, [])
+    with sessions() as session:
+        kept = session.get(Host, "H0001")
+        assert (kept.name, kept.contact_email, kept.status) == ("Renamed District", "kept@gfps.k12.mt.us", "inactive")
+        added = session.get(Host, "H0002")
+        assert (added.contact_email, added.status, added.kind) == ("", "active", HostKind.MULTIPLE)
+
+
+def test_it_reads_the_headings_and_dates_a_spreadsheet_export_uses(sessions):
+    with sessions() as session:
+        add_host(session, "H0001")
+        session.commit()
+    headings = ["Event ID", "Provider ID", "Title of Activity", "Presenter", "Beginning Date", "Ending Date",
+                "PDUs", "Certificates Issued"]
+    text = csv_text([{"a": "E7", "b": "H0001", "c": "Writers Workshop", "d": "Ann Lee", "e": "10/4/2026",
+                      "f": "10/05/2026 00:00", "g": "6.5", "h": ""}], header=headings)
+
+    result = run_import(sessions, EVENTS, text)
+
+    assert (result.added, result.rejected, result.ignored_columns) == (1, [], [])
+    with sessions() as session:
+        event = session.get(Event, "E7")
+        assert (event.title, event.instructor, event.start_date, event.end_date, event.hours) == (
+            "Writers Workshop", "Ann Lee", dt.date(2026, 10, 4), dt.date(2026, 10, 5), Decimal("6.5"))
+        assert (event.status, event.online, event.certificates_issued) == (EventStatus.SCHEDULED, False, None)
+
+
+def test_it_reads_day_first_or_two_digit_years_as_errors_not_guesses(sessions):
+    with sessions() as session:
+        add_host(session, "H0001")
+        session.commit()
+    rows = [event_row(event_id="E1", start_date="4.10.2026"), event_row(event_id="E2", start_date="10/4/26")]
+
+    result = run_import(sessions, EVENTS, csv_text(rows))
+
+    assert result.added == 0
+    assert all("is not a date" in reason for reason in reasons(result).values())
 
 
 def test_it_refuses_bytes_that_are_no_known_text_encoding():
@@ -222,7 +271,7 @@ def test_it_rejects_bad_host_rows_with_their_line_numbers_and_imports_the_rest(s
 def test_it_rejects_bad_event_rows_with_their_line_numbers_and_imports_the_rest(sessions, host):
     rows = [
         event_row(event_id="E1", description="Two lines:\nstill one row"),
-        event_row(event_id="E2", start_date="10/14/2026"),
+        event_row(event_id="E2", start_date="14/10/2026"),
         event_row(event_id="E3", start_date="2026-10-15", end_date="2026-10-14"),
         event_row(event_id="E4", host_id="H9999"),
         event_row(event_id="E5", status="postponed"),
@@ -237,7 +286,7 @@ def test_it_rejects_bad_event_rows_with_their_line_numbers_and_imports_the_rest(
 
     assert result.added == 2
     assert reasons(result) == {
-        4: "start_date: '10/14/2026' is not an ISO date (YYYY-MM-DD)",
+        4: "start_date: '14/10/2026' is not a date (YYYY-MM-DD or MM/DD/YYYY)",
         5: "end_date 2026-10-14 is before start_date 2026-10-15",
         6: "host_id: no host H9999 in the registry",
         7: "status: 'postponed' is not one of: scheduled, cancelled",
@@ -356,10 +405,10 @@ def test_it_prints_a_json_summary_and_exits_1_when_every_row_is_rejected(env, ho
 
 def test_it_exits_2_on_a_file_missing_a_required_column(env, tmp_path):
     path = tmp_path / "hosts.csv"
-    path.write_text("host_id,name\r\nH0001,Great Falls Public Schools\r\n")
+    path.write_text("host_id,phone\r\nH0001,406-555-0100\r\n")
 
     done = pdubot(env, "import", "hosts", "--json", str(path))
 
     assert done.returncode == 2
-    assert "missing required columns: kind, phone" in done.stderr
+    assert "missing required column: name" in done.stderr
     assert done.stdout == ""

@@ -6,6 +6,7 @@ import csv
 import datetime as dt
 import enum
 import io
+import re
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -103,12 +104,17 @@ def parse_phone(value: str) -> str:
     return phonenumbers.format_number(number, style)
 
 
+US_DATE = re.compile(r"(\d{1,2}/\d{1,2}/\d{4})(?: 0?0:00(?::00)?)?")
+
+
 def parse_date(value: str) -> dt.date:
-    """An ISO 8601 date. A midnight time is tolerated because spreadsheets append one."""
+    """An ISO 8601 date, or the US month/day/year spreadsheets show. A midnight time is tolerated."""
     try:
-        moment = isoparse(value)
+        # Only the full US form is read as month first; anything else must be ISO, never guessed.
+        us_date = US_DATE.fullmatch(value)
+        moment = dt.datetime.strptime(us_date.group(1), "%m/%d/%Y") if us_date else isoparse(value)
     except (ValueError, OverflowError) as exc:
-        raise ValueError(f"{value!r} is not an ISO date (YYYY-MM-DD)") from exc
+        raise ValueError(f"{value!r} is not a date (YYYY-MM-DD or MM/DD/YYYY)") from exc
     if moment.time() != dt.time():
         raise ValueError(f"{value!r} has a time of day; give only the date (YYYY-MM-DD)")
     return moment.date()
@@ -178,11 +184,21 @@ def parse_categories(value: str) -> list[str]:
 
 @dataclass(frozen=True)
 class Column:
-    """One CSV column, named as the model attribute it fills."""
+    """One CSV column, named as the model attribute it fills.
+
+    A required column must be in the header. An optional one may be left out of the file: its value is
+    then untouched on update and the model's default on insert. ``aliases`` are the other headings an
+    export may give it, written as ``normalize_header`` leaves them.
+    """
 
     name: str
     parse: Parser = parse_text
     allow_blank: bool = True
+    required: bool = False
+    aliases: tuple[str, ...] = ()
+
+    def answers_to(self, heading: str) -> bool:
+        return heading == self.name or heading in self.aliases
 
 
 def no_cross_check(values: dict[str, Any]) -> list[str]:
@@ -197,7 +213,7 @@ def check_event_dates(values: dict[str, Any]) -> list[str]:
 
 @dataclass(frozen=True)
 class RecordKind:
-    """A kind of PDUPS export. Every column is required in the header, so a misspelt one is caught."""
+    """A kind of PDUPS export. Headings nothing answers to are reported as ignored, so a misspelt one shows."""
 
     name: str
     model: type[Base]
@@ -210,6 +226,13 @@ class RecordKind:
     @property
     def column_names(self) -> list[str]:
         return [column.name for column in self.columns]
+
+    @property
+    def required_names(self) -> list[str]:
+        return [column.name for column in self.columns if column.required]
+
+    def column_for(self, heading: str) -> Column | None:
+        return next((column for column in self.columns if column.answers_to(heading)), None)
 
     def match(self, key: str) -> str:
         """How a key is compared with stored ones; lower-casing agrees with SQL ``lower()``."""
@@ -225,13 +248,14 @@ HOSTS = RecordKind(
     model=Host,
     key="host_id",
     columns=(
-        Column("host_id", allow_blank=False),
-        Column("name", allow_blank=False),
-        Column("kind", parse_host_kind, allow_blank=False),
-        Column("phone", parse_phone),
-        Column("contact_name"),
-        Column("contact_email", parse_email),
-        Column("contact_phone", parse_phone),
+        Column("host_id", allow_blank=False, required=True, aliases=("id", "provider_id")),
+        Column("name", allow_blank=False, required=True, aliases=("provider_name", "host_name", "organization")),
+        Column("kind", parse_host_kind, allow_blank=False, aliases=("host_kind", "provider_type", "type")),
+        Column("phone", parse_phone, aliases=("phone_number", "host_phone")),
+        Column("address", aliases=("mailing_address",)),
+        Column("contact_name", aliases=("account_manager", "contact")),
+        Column("contact_email", parse_email, aliases=("account_manager_email",)),
+        Column("contact_phone", parse_phone, aliases=("account_manager_phone",)),
         Column("status", parse_word, allow_blank=False),
     ),
 )
@@ -244,11 +268,11 @@ USERS = RecordKind(
     case_insensitive_key=True,
     needs_host=True,
     columns=(
-        Column("username", allow_blank=False),
-        Column("full_name"),
-        Column("email", parse_email),
-        Column("phone", parse_phone),
-        Column("host_id", allow_blank=False),
+        Column("username", allow_blank=False, required=True, aliases=("user_name", "login")),
+        Column("full_name", aliases=("name",)),
+        Column("email", parse_email, aliases=("email_address",)),
+        Column("phone", parse_phone, aliases=("phone_number",)),
+        Column("host_id", allow_blank=False, required=True, aliases=("provider_id",)),
         Column("status", parse_word, allow_blank=False),
     ),
 )
@@ -260,20 +284,20 @@ EVENTS = RecordKind(
     needs_host=True,
     check=check_event_dates,
     columns=(
-        Column("event_id", allow_blank=False),
-        Column("host_id", allow_blank=False),
-        Column("title", allow_blank=False),
-        Column("instructor"),
+        Column("event_id", allow_blank=False, required=True, aliases=("id",)),
+        Column("host_id", allow_blank=False, required=True, aliases=("provider_id",)),
+        Column("title", allow_blank=False, required=True, aliases=("event_title", "title_of_activity")),
+        Column("instructor", aliases=("presenter",)),
         Column("description"),
-        Column("categories", parse_categories),
-        Column("start_date", parse_date, allow_blank=False),
-        Column("end_date", parse_date, allow_blank=False),
+        Column("categories", parse_categories, aliases=("category",)),
+        Column("start_date", parse_date, allow_blank=False, required=True, aliases=("beginning_date", "start")),
+        Column("end_date", parse_date, allow_blank=False, required=True, aliases=("ending_date", "end")),
         Column("online", parse_bool, allow_blank=False),
         Column("city"),
-        Column("zip"),
+        Column("zip", aliases=("zip_code", "postal_code")),
         Column("state"),
-        Column("hours", parse_hours, allow_blank=False),
-        Column("certificates_issued", parse_count),
+        Column("hours", parse_hours, allow_blank=False, required=True, aliases=("pdus", "pdu_hours")),
+        Column("certificates_issued", parse_count, aliases=("certificates", "certificate_count")),
         Column("status", parse_event_status, allow_blank=False),
     ),
 )
@@ -320,27 +344,28 @@ def text_lines(text: str) -> io.StringIO:
 
 
 def normalize_header(name: str) -> str:
-    return name.strip().lstrip("\ufeff").strip().lower()
+    """``Provider Name``, ``provider-name`` and ``provider_name`` are one heading."""
+    return re.sub(r"[\s\-]+", "_", name.strip().lstrip("\ufeff").strip().lower())
 
 
 def read_header(kind: RecordKind, names: list[str]) -> Header:
-    """Where each column is, by case-insensitive name; FileRejected when one is missing or repeated."""
-    wanted = set(kind.column_names)
+    """Where each column is, by heading or alias; FileRejected when a required one is missing or one repeats."""
     positions: dict[str, int] = {}
     ignored: list[str] = []
     for index, raw in enumerate(names):
-        name = normalize_header(raw)
-        if name not in wanted:
+        column = kind.column_for(normalize_header(raw))
+        if column is None:
             ignored.append(raw.strip())
-        elif name in positions:
-            raise FileRejected(f"the column {name} appears more than once")
+        elif column.name in positions:
+            raise FileRejected(f"the column {column.name} appears more than once")
         else:
-            positions[name] = index
-    missing = [name for name in kind.column_names if name not in positions]
+            positions[column.name] = index
+    missing = [name for name in kind.required_names if name not in positions]
     if missing:
         raise FileRejected(
             f"missing required column{'s' if len(missing) > 1 else ''}: {', '.join(missing)} "
-            f"(a {kind.name} file needs {', '.join(kind.column_names)})"
+            f"(a {kind.name} file needs {', '.join(kind.required_names)}; "
+            f"it may also have {', '.join(n for n in kind.column_names if n not in kind.required_names)})"
         )
     return Header(positions, len(names), [name for name in ignored if name])
 
@@ -404,6 +429,8 @@ def parse_record(kind: RecordKind, header: Header, record: Record) -> dict[str, 
     values: dict[str, Any] = {}
     problems: list[str] = []
     for column in kind.columns:
+        if column.name not in header.positions:
+            continue  # left out of the file: the stored value (or the model's default) stands
         try:
             values[column.name] = read_value(kind.model, column, record.fields[header.positions[column.name]].strip())
         except ValueError as exc:
