@@ -47,7 +47,7 @@ os.environ.setdefault("LOG_LEVEL", "WARNING")
 import sqlalchemy as sa  # noqa: E402
 from sqlalchemy.orm import Session, sessionmaker  # noqa: E402
 
-from bot.ingest import find_messages  # noqa: E402
+from bot.ingest import find_messages, take_in  # noqa: E402
 from storage.db import make_engine, make_sessionmaker, upgrade  # noqa: E402
 from storage.enums import (  # noqa: E402
     Channel,
@@ -60,7 +60,6 @@ from storage.enums import (  # noqa: E402
 )
 from storage.outbox import OutboxItem  # noqa: E402
 from storage.tickets import AuditEntry, Message, Ticket  # noqa: E402
-from workflows.inbox import receive  # noqa: E402
 from workflows.matching import forget_registry_index  # noqa: E402
 from workflows.policy import MailboxPolicy  # noqa: E402
 
@@ -166,12 +165,11 @@ def write_emails(folder: Path, count: int, seed: int = 11) -> Path:
 
 # --- What is timed ---------------------------------------------------------------------------------------------
 
-def ingest(sessions: sessionmaker[Session], folder: Path) -> int:
-    """What ``pdubot ingest FOLDER`` does, without the progress bar."""
-    policy = MailboxPolicy()
+def ingest(sessions: sessionmaker[Session], folder: Path, readers: int = 0) -> int:
+    """What ``pdubot ingest --readers N FOLDER`` does, without the progress bar."""
     found = find_messages([folder])
-    for stored in found:
-        receive(sessions, stored.read(), Source.FILE, policy, stored.ref, False)
+    receipts = list(take_in(sessions, found, MailboxPolicy(), acknowledge=False, readers=readers))
+    assert len(receipts) == len(found)
     return len(found)
 
 

@@ -16,13 +16,13 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from bot.cli_import import import_app
 from bot.cli_mailings import register as register_mailing_commands
 from bot.delivery import EmailDeliverer, make_transport
-from bot.ingest import find_messages
+from bot.ingest import default_readers, find_messages, take_in
 from bot.runtime import Runtime, SchemaNotCurrent, configure_logging
 from bot.service import Part, Service
 from storage.enums import MessageClass, Source
 from storage.registry import Event
 from storage.tickets import Message, Ticket
-from workflows.inbox import inspect, receive
+from workflows.inbox import inspect
 from workflows.views import event_view, ticket_detail, ticket_summary
 
 app = typer.Typer(help="pdubot: the PDUPS mailbox service of Montana OPI.", no_args_is_help=True)
@@ -88,19 +88,22 @@ def db_upgrade() -> None:
 def ingest(
     paths: Annotated[list[Path], typer.Argument(help=".eml files, folders of them, or Maildirs.")],
     acknowledge: Annotated[bool, typer.Option(help="Email hosts an acknowledgement (off for backfill).")] = False,
+    readers: Annotated[int | None, typer.Option(
+        help="Worker processes that parse and read mail while this one writes (default: one per core for "
+             "large backfills, none for a few files; never with --acknowledge).")] = None,
 ) -> None:
-    """Take stored messages through intake, exactly as if they had arrived by SMTP."""
+    """Take stored messages through intake, exactly as if they had arrived by SMTP, many per transaction."""
     rt = ready_runtime()
     try:
         found = find_messages(paths)
     except FileNotFoundError as exc:
         err.print(f"[red]no such file or folder: {exc}[/red]")
         raise typer.Exit(2) from exc
+    workers = default_readers(len(found)) if readers is None else readers
     counts: dict[str, int] = {"tickets": 0, "follow_ups": 0, "duplicates": 0, "non_requests": 0, "unreadable": 0}
     with progress() as bar:
         task = bar.add_task("ingesting", total=len(found))
-        for stored in found:
-            receipt = receive(rt.sessions, stored.read(), Source.FILE, rt.settings.policy, stored.ref, acknowledge)
+        for receipt in take_in(rt.sessions, found, rt.settings.policy, acknowledge, workers):
             counts[_tally(receipt.duplicate, receipt.new_ticket, receipt.classification)] += 1
             bar.advance(task)
     err.print(", ".join(f"{n} {k.replace('_', ' ')}" for k, n in counts.items()))

@@ -16,10 +16,17 @@ MAX_REFERENCES = 50  # a References header can be enormous; the newest ids are t
 
 def find_ticket(session: Session, parsed: ParsedMail) -> Ticket | None:
     """The ticket this message replies to, or None for a new conversation (RFC 5322 section 3.6.4)."""
-    return _by_message_ids(session, parsed) or _by_subject_tag(session, parsed.subject)
+    ticket_id = find_ticket_id(session, parsed)
+    return session.get(Ticket, ticket_id) if ticket_id is not None else None
 
 
-def _by_message_ids(session: Session, parsed: ParsedMail) -> Ticket | None:
+def find_ticket_id(session: Session, parsed: ParsedMail) -> int | None:
+    """``find_ticket`` without loading the ticket: what intake needs to file a follow-up."""
+    by_ids = _by_message_ids(session, parsed)
+    return by_ids if by_ids is not None else _by_subject_tag(session, parsed.subject)
+
+
+def _by_message_ids(session: Session, parsed: ParsedMail) -> int | None:
     ids = [parsed.in_reply_to, *reversed(parsed.references[-MAX_REFERENCES:])]
     ids = [i for i in dict.fromkeys(ids) if i]
     if not ids:
@@ -30,12 +37,11 @@ def _by_message_ids(session: Session, parsed: ParsedMail) -> Ticket | None:
         .order_by(Message.id.desc())
         .limit(1)
     )
-    ticket_id = session.scalar(query)
-    return session.get(Ticket, ticket_id) if ticket_id else None
+    return session.scalar(query)
 
 
-def _by_subject_tag(session: Session, subject: str) -> Ticket | None:
+def _by_subject_tag(session: Session, subject: str) -> int | None:
     match = SUBJECT_TAG.search(subject)
     if not match:
         return None
-    return session.get(Ticket, Ticket.id_for_number(int(match.group(1))))
+    return session.scalar(sa.select(Ticket.id).where(Ticket.id == Ticket.id_for_number(int(match.group(1)))))

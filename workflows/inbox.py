@@ -1,8 +1,15 @@
-"""The inbox pipeline: every inbound email, from any intake path, goes through ``receive``.
+"""The inbox pipeline: every inbound email, from any intake path, goes through ``receive`` or ``receive_batch``.
 
-Steps, in order: store the raw bytes, parse, deduplicate, recognise non-requests, thread, open or update
-a ticket, and queue the acknowledgement, all in one transaction. The adapters acknowledge the sender
-(SMTP 250, the IMAP done-flag) only after ``receive`` returns, so a crash anywhere loses nothing.
+Steps, in order: parse and classify (``understand``, which needs no ticket and can run in another process),
+then in one transaction store the raw bytes, deduplicate, thread, open or update a ticket, and queue the
+acknowledgement. The adapters acknowledge the sender (SMTP 250, the IMAP done-flag) only after ``receive``
+returns, so a crash anywhere loses nothing. A backfill (``pdubot ingest``) files many messages per
+transaction with ``receive_batch``; it acknowledges nothing, so a crash only means running it again.
+
+Mail filed without answering (a backfill, old mail) is written with plain INSERTs: nothing in that path reads
+the rows back as objects, and the rows no later message looks up (attachments, audit entries, Slack cards)
+are written together at the end (``Pending``). Mail that is answered goes through the ORM, because routing
+works on ticket and message objects.
 """
 
 from __future__ import annotations
@@ -10,11 +17,11 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from storage.base import utcnow
@@ -22,14 +29,15 @@ from storage.enums import Direction, MessageClass, Source, SubscriberStatus, Tic
 from storage.mailing import find_subscriber
 from storage.mailstate import suppress
 from storage.outbox import OutboxItem
-from storage.tickets import Attachment, Message, Ticket
-from workflows.conversation import find_ticket
+from storage.tickets import TICKET_NUMBER_OFFSET, Attachment, AuditEntry, Message, Ticket
+from workflows.conversation import find_ticket, find_ticket_id
 from workflows.nonrequest import Verdict, classify
-from workflows.parsing import ParsedMail, parse_message
+from workflows.parsing import AttachmentInfo, ParsedMail, parse_message
 from workflows.policy import MailboxPolicy
 from workflows.reading import Reading, read
-from workflows.routing import notify_staff_of_new, route_follow_up, route_new
-from workflows.ticket_actions import SYSTEM_ACTOR, audit, move_ticket
+from workflows.routing import route_follow_up, route_new
+from workflows.staff import card_row
+from workflows.ticket_actions import SYSTEM_ACTOR, audit_row, status_row
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +47,11 @@ NON_REQUEST_KINDS = {
     MessageClass.BOUNCE: TicketKind.BOUNCE,
     MessageClass.UNREADABLE: TicketKind.UNREADABLE,
 }
+MESSAGES: sa.Table = Message.__table__  # type: ignore[assignment]
+TICKETS: sa.Table = Ticket.__table__  # type: ignore[assignment]
+INSERT_MESSAGE = sa.insert(MESSAGES).returning(MESSAGES.c.id)
+INSERT_TICKET = sa.insert(TICKETS).returning(TICKETS.c.id)
+QUIET_FILING = "filed without answering the host"
 
 @dataclass(frozen=True)
 class Receipt:
@@ -50,6 +63,34 @@ class Receipt:
     duplicate: bool = False
     new_ticket: bool = False
     acknowledged: bool = False
+
+
+@dataclass
+class Arrival:
+    """One message as far as it can be understood without touching tickets: parsed, classified and, when
+    read ahead (``pdubot ingest`` reads in worker processes), read."""
+
+    raw: bytes
+    parsed: ParsedMail
+    verdict: Verdict
+    ref: str = ""
+    reading: Reading | None = None
+
+
+@dataclass
+class Pending:
+    """Rows that nothing later in the transaction reads back, inserted together just before it commits."""
+
+    rows: dict[sa.Table, list[dict[str, Any]]] = field(default_factory=dict)
+
+    def add(self, model: type, *rows: dict[str, Any]) -> None:
+        self.rows.setdefault(model.__table__, []).extend(rows)  # type: ignore[attr-defined]
+
+    def write(self, session: Session) -> None:
+        for table, rows in self.rows.items():
+            if rows:
+                session.execute(sa.insert(table), rows)
+        self.rows.clear()
 
 
 def receive(
@@ -64,16 +105,29 @@ def receive(
 
     ``acknowledge_host`` is off for backfills, so months-old mail does not make the service write to hosts.
     """
+    return receive_one(sessions, understand(raw, policy, source_ref), source, policy, acknowledge_host)
+
+
+def understand(raw: bytes, policy: MailboxPolicy, ref: str = "") -> Arrival:
+    """Parse and classify ``raw``. Never raises: a parser that fails leaves an unreadable message."""
     try:
         parsed = parse_message(raw)
     except Exception as exc:  # parse_message promises not to raise; if it ever does, the bytes are still kept
         logger.exception("the parser raised on a message; keeping its raw bytes")
-        return keep_raw(sessions, raw, source, source_ref, f"the parser failed: {type(exc).__name__}: {exc}")
+        reason = f"the parser failed: {type(exc).__name__}: {exc}"[:4000]
+        parsed = ParsedMail(raw_sha256=hashlib.sha256(raw).hexdigest(), unreadable=reason)
+    verdict = classify(parsed, policy.addresses)
+    parsed.message = None  # only the rules walk the parse tree; dropping it frees a large message early
+    return Arrival(raw, parsed, verdict, ref[:500])
+
+
+def receive_one(
+    sessions: sessionmaker[Session], arrival: Arrival, source: Source, policy: MailboxPolicy, acknowledge_host: bool
+) -> Receipt:
+    """File one message in its own transaction; one that breaks intake is quarantined, never lost."""
+    parsed = arrival.parsed
     try:
-        with sessions() as session:
-            receipt = _process(session, parsed, raw, source, source_ref, policy, acknowledge_host)
-            session.commit()
-            return receipt
+        return receive_batch(sessions, [arrival], source, policy, acknowledge_host, alone=True)[0]
     except (OperationalError, InterfaceError):
         raise  # storage is down or busy: refuse, so the sender keeps the message and retries
     except IntegrityError as exc:
@@ -81,34 +135,50 @@ def receive(
         with sessions() as session:
             earlier = find_duplicate(session, parsed)
             if earlier is not None:
-                return _duplicate_receipt(earlier)
+                return earlier
         logger.exception("intake hit a constraint for message %s; quarantining it", parsed.dedupe_key[:80])
         reason = f"intake failed: {type(exc).__name__}: {exc}"
     except Exception as exc:  # a bug or a value storage refused (DataError): the message must still be kept
         logger.exception("intake failed for message %s; quarantining it", parsed.dedupe_key[:80])
         reason = f"intake failed: {type(exc).__name__}: {exc}"
     try:
-        with sessions() as session:
-            receipt = quarantine(session, parsed, raw, source, source_ref, reason)
-            session.commit()
-            return receipt
+        return quarantine(sessions, parsed, arrival, source, reason)
     except (OperationalError, InterfaceError):
         raise
-    except DBAPIError:
+    except Exception:  # a value read from the message that storage refuses (DataError), or a bug in storing it
         logger.exception("the parsed message could not be stored either; keeping its raw bytes")
-        return keep_raw(sessions, raw, source, source_ref, reason)
+        bare = ParsedMail(raw_sha256=hashlib.sha256(arrival.raw).hexdigest(), unreadable=reason)
+        return quarantine(sessions, bare, arrival, source, reason)
 
 
-def keep_raw(sessions: sessionmaker[Session], raw: bytes, source: Source, ref: str, reason: str) -> Receipt:
-    """The last resort: the exact bytes and the reason, with nothing read from them that storage could refuse."""
-    bare = ParsedMail(raw_sha256=hashlib.sha256(raw).hexdigest(), unreadable=reason)
-    with sessions() as session:
-        earlier = find_duplicate(session, bare)
-        if earlier is not None:
-            return _duplicate_receipt(earlier)
-        receipt = quarantine(session, bare, raw, source, ref[:500], reason[:4000])
-        session.commit()
-        return receipt
+def receive_batch(
+    sessions: sessionmaker[Session],
+    arrivals: list[Arrival],
+    source: Source,
+    policy: MailboxPolicy,
+    acknowledge_host: bool = False,
+    alone: bool = False,
+) -> list[Receipt]:
+    """File ``arrivals`` in order, in one transaction: a reply threads to an original earlier in the batch,
+    and a message twice in the batch is stored once. When any of them fails, the transaction is rolled back
+    and each is filed alone (``receive_one``), so a bad message is quarantined without costing the others.
+    ``alone`` is ``receive_one`` itself asking: the failure is then raised to it.
+    """
+    try:
+        with sessions() as session:
+            pending = Pending()
+            receipts = [file_arrival(session, arrival, source, policy, acknowledge_host, pending)
+                        for arrival in arrivals]
+            pending.write(session)
+            session.commit()
+            return receipts
+    except (OperationalError, InterfaceError):
+        raise
+    except Exception:
+        if alone:
+            raise
+        logger.warning("a batch of %d messages failed; filing each alone", len(arrivals), exc_info=True)
+    return [receive_one(sessions, arrival, source, policy, acknowledge_host) for arrival in arrivals]
 
 
 def inspect(session: Session, raw: bytes, policy: MailboxPolicy) -> dict[str, Any]:
@@ -122,50 +192,41 @@ def inspect(session: Session, raw: bytes, policy: MailboxPolicy) -> dict[str, An
             "missing": [], "flags": [], "reason": verdict.reason}
 
 
-def find_duplicate(session: Session, parsed: ParsedMail) -> Message | None:
-    return session.scalar(sa.select(Message).where(Message.dedupe_key == parsed.dedupe_key))
-
-
-def _duplicate_receipt(earlier: Message) -> Receipt:
-    number = earlier.ticket.number if earlier.ticket else None
+def find_duplicate(session: Session, parsed: ParsedMail) -> Receipt | None:
+    """The receipt of the message already stored under ``parsed``'s Message-ID or content hash, if any."""
+    query = sa.select(MESSAGES.c.id, MESSAGES.c.classification, MESSAGES.c.ticket_id).where(
+        MESSAGES.c.dedupe_key == parsed.dedupe_key
+    )
+    earlier = session.execute(query).first()
+    if earlier is None:
+        return None
+    number = earlier.ticket_id + TICKET_NUMBER_OFFSET if earlier.ticket_id is not None else None
     return Receipt(earlier.id, earlier.classification, number, duplicate=True)
 
 
-def _process(
+def file_arrival(
     session: Session,
-    parsed: ParsedMail,
-    raw: bytes,
+    arrival: Arrival,
     source: Source,
-    ref: str,
     policy: MailboxPolicy,
     acknowledge_host: bool,
+    pending: Pending,
 ) -> Receipt:
+    """Everything intake does with one understood message, inside the caller's transaction."""
+    parsed, verdict = arrival.parsed, arrival.verdict
     earlier = find_duplicate(session, parsed)
     if earlier is not None:
-        return _duplicate_receipt(earlier)
-    verdict = classify(parsed, policy.addresses)
-    message = store_inbound(session, parsed, raw, source, ref, verdict)
+        return earlier
     if verdict.classification == MessageClass.UNREADABLE:
-        ticket = open_unreadable_ticket(session, message, verdict.reason)
-        return Receipt(message.id, verdict.classification, ticket.number, new_ticket=True)
+        return file_unreadable(session, parsed, arrival, source, verdict.reason, pending)
     if verdict.classification != MessageClass.REQUEST:
+        message_pk = insert_message(session, message_row(parsed, arrival, source, verdict), parsed.attachments, pending)
         record_non_request(session, verdict)
-        return Receipt(message.id, verdict.classification)
-    quiet = not acknowledge_host or is_old(parsed, policy)
-    ticket = find_ticket(session, parsed)
-    if ticket is not None:
-        add_follow_up(session, ticket, message)
-        if not quiet:
-            route_follow_up(session, policy, ticket, message, parsed)
-        return Receipt(message.id, verdict.classification, ticket.number)
-    reading = read(session, parsed)
-    ticket = open_ticket(session, message, reading)
-    if quiet:
-        file_quietly(session, ticket, reading)
-    else:
-        route_new(session, policy, ticket, message, reading)
-    return Receipt(message.id, verdict.classification, ticket.number, new_ticket=True,
-                   acknowledged=was_acknowledged(session, message))
+        return Receipt(message_pk, verdict.classification)
+    if acknowledge_host and not is_old(parsed, policy):
+        pending.write(session)  # routing reads audit entries and outbox rows back
+        return answer_request(session, parsed, arrival, source, policy, verdict)
+    return file_quietly(session, parsed, arrival, source, verdict, pending)
 
 
 def is_old(parsed: ParsedMail, policy: MailboxPolicy) -> bool:
@@ -175,47 +236,121 @@ def is_old(parsed: ParsedMail, policy: MailboxPolicy) -> bool:
     return utcnow() - parsed.date > dt.timedelta(days=policy.answer_within_days)
 
 
-def file_quietly(session: Session, ticket: Ticket, reading: Reading) -> None:
-    move_ticket(session, ticket, reading.status, SYSTEM_ACTOR, "filed without answering the host")
-    notify_staff_of_new(session, ticket)
+def message_row(
+    parsed: ParsedMail, arrival: Arrival, source: Source, verdict: Verdict, ticket_id: int | None = None
+) -> dict[str, Any]:
+    """The columns of one inbound message, with its exact bytes."""
+    return {
+        "ticket_id": ticket_id,
+        "direction": Direction.IN,
+        "classification": verdict.classification,
+        "source": source,
+        "source_ref": arrival.ref[:500],
+        "message_id": parsed.message_id,
+        "dedupe_key": parsed.dedupe_key,
+        "in_reply_to": parsed.in_reply_to,
+        "references": parsed.references[-50:],
+        "subject": parsed.subject,
+        "from_addr": parsed.from_addr[:320],
+        "from_name": parsed.from_name[:200],
+        "to_addrs": parsed.to_addrs,
+        "date": parsed.date,
+        "received_at": utcnow(),
+        "new_text": parsed.new_text,
+        "full_text": parsed.full_text,
+        "headers": parsed.headers,
+        "error": verdict.reason if verdict.classification == MessageClass.UNREADABLE else "",
+        "raw": arrival.raw,
+        "raw_size": len(arrival.raw),
+    }
+
+
+def insert_message(
+    session: Session, row: dict[str, Any], attachments: list[AttachmentInfo], pending: Pending
+) -> int:
+    message_pk: int = session.execute(INSERT_MESSAGE, row).scalar_one()
+    pending.add(Attachment, *({"message_pk": message_pk, **attachment_row(a)} for a in attachments))
+    return message_pk
+
+
+def attachment_row(attachment: AttachmentInfo) -> dict[str, Any]:
+    return {"filename": attachment.filename, "content_type": attachment.content_type, "size": attachment.size,
+            "sha256": attachment.sha256}
+
+
+def ticket_row(message: dict[str, Any], kind: TicketKind, status: TicketStatus, **values: Any) -> dict[str, Any]:
+    """The columns of a ticket opened by ``message`` (a row of ``message_row``)."""
+    now = utcnow()
+    row = {"kind": kind, "status": status, "host_id": None, "event_id": None, "requester": message["from_addr"],
+           "requester_name": message["from_name"], "subject": message["subject"], "confidence": 0.0,
+           "fields": {}, "missing": [], "flags": [], "reason": "", "created_at": now, "updated_at": now}
+    row.update(values)
+    return row
+
+
+def reading_values(reading: Reading) -> dict[str, Any]:
+    """What a reading sets on the ticket it opens."""
+    return {"host_id": reading.host_id, "event_id": reading.event_id, "confidence": reading.confidence,
+            "fields": reading.fields, "missing": reading.missing, "flags": reading.flags}
+
+
+def file_quietly(
+    session: Session, parsed: ParsedMail, arrival: Arrival, source: Source, verdict: Verdict, pending: Pending
+) -> Receipt:
+    """A request filed for staff without answering the host: a follow-up joins its ticket, anything else
+    opens one, already in the status its reading calls for, with its card queued for staff."""
+    ticket_id = find_ticket_id(session, parsed)
+    if ticket_id is not None:
+        message = message_row(parsed, arrival, source, verdict, ticket_id)
+        message_pk = insert_message(session, message, parsed.attachments, pending)
+        pending.add(AuditEntry, follow_up_row(ticket_id, message))
+        return Receipt(message_pk, verdict.classification, ticket_id + TICKET_NUMBER_OFFSET)
+    reading = arrival.reading or read(session, parsed)
+    message = message_row(parsed, arrival, source, verdict)
+    ticket_id = session.execute(INSERT_TICKET, ticket_row(
+        message, reading.kind, reading.status, **reading_values(reading))).scalar_one()
+    message["ticket_id"] = ticket_id
+    message_pk = insert_message(session, message, parsed.attachments, pending)
+    pending.add(AuditEntry, audit_row(ticket_id, "created", f"host:{message['from_addr']}", after=reading.as_json()),
+                status_row(ticket_id, TicketStatus.NEW, reading.status, SYSTEM_ACTOR, QUIET_FILING))
+    pending.add(OutboxItem, card_row(ticket_id))
+    return Receipt(message_pk, verdict.classification, ticket_id + TICKET_NUMBER_OFFSET, new_ticket=True)
+
+
+def follow_up_row(ticket_id: int, message: dict[str, Any]) -> dict[str, Any]:
+    """The audit entry of a host's message joining its ticket."""
+    return audit_row(ticket_id, "message", f"host:{message['from_addr']}", detail=f"message {message['message_id']}")
+
+
+def answer_request(
+    session: Session, parsed: ParsedMail, arrival: Arrival, source: Source, policy: MailboxPolicy, verdict: Verdict
+) -> Receipt:
+    """A request that is answered: routing decides the answer and where the ticket goes."""
+    row = message_row(parsed, arrival, source, verdict)
+    message = Message(**row)
+    message.attachments = [Attachment(**attachment_row(a)) for a in parsed.attachments]
+    session.add(message)
+    ticket = find_ticket(session, parsed)
+    if ticket is not None:
+        message.ticket = ticket
+        session.add(AuditEntry(**follow_up_row(ticket.id, row)))
+        route_follow_up(session, policy, ticket, message, parsed)
+        session.flush()  # the next message in a batch looks up what this one wrote
+        return Receipt(message.id, verdict.classification, ticket.number)
+    reading = arrival.reading or read(session, parsed)
+    ticket = Ticket(**ticket_row(row, reading.kind, TicketStatus.NEW, **reading_values(reading)))
+    message.ticket = ticket
+    session.add(ticket)
+    session.flush()
+    session.add(AuditEntry(**audit_row(ticket.id, "created", f"host:{message.from_addr}", after=reading.as_json())))
+    route_new(session, policy, ticket, message, reading)
+    return Receipt(message.id, verdict.classification, ticket.number, new_ticket=True,
+                   acknowledged=was_acknowledged(session, message))
 
 
 def was_acknowledged(session: Session, message: Message) -> bool:
     session.flush()
     return session.scalar(sa.select(OutboxItem.id).where(OutboxItem.dedupe_key == f"ack:{message.id}")) is not None
-
-
-def store_inbound(
-    session: Session, parsed: ParsedMail, raw: bytes, source: Source, ref: str, verdict: Verdict
-) -> Message:
-    message = Message(
-        direction=Direction.IN,
-        classification=verdict.classification,
-        source=source,
-        source_ref=ref[:500],
-        message_id=parsed.message_id,
-        dedupe_key=parsed.dedupe_key,
-        in_reply_to=parsed.in_reply_to,
-        references=parsed.references[-50:],
-        subject=parsed.subject,
-        from_addr=parsed.from_addr[:320],
-        from_name=parsed.from_name[:200],
-        to_addrs=parsed.to_addrs,
-        date=parsed.date,
-        new_text=parsed.new_text,
-        full_text=parsed.full_text,
-        headers=parsed.headers,
-        error=verdict.reason if verdict.classification == MessageClass.UNREADABLE else "",
-        raw=raw,
-        raw_size=len(raw),
-    )
-    message.attachments = [
-        Attachment(filename=a.filename, content_type=a.content_type, size=a.size, sha256=a.sha256)
-        for a in parsed.attachments
-    ]
-    session.add(message)
-    session.flush()
-    return message
 
 
 def record_non_request(session: Session, verdict: Verdict) -> None:
@@ -227,61 +362,30 @@ def record_non_request(session: Session, verdict: Verdict) -> None:
             subscriber.status = SubscriberStatus.BOUNCED  # hard bounces leave the mailing list (bulk-mail rules)
 
 
-def open_ticket(session: Session, message: Message, reading: Reading) -> Ticket:
-    ticket = Ticket(
-        kind=reading.kind,
-        status=TicketStatus.NEW,
-        host_id=reading.host_id,
-        event_id=reading.event_id,
-        requester=message.from_addr,
-        requester_name=message.from_name,
-        subject=message.subject,
-        confidence=reading.confidence,
-        fields=reading.fields,
-        missing=reading.missing,
-        flags=reading.flags,
-    )
-    session.add(ticket)
-    message.ticket = ticket
-    session.flush()
-    audit(session, ticket, "created", f"host:{message.from_addr}", after=reading.as_json())
-    return ticket
-
-
-def open_unreadable_ticket(session: Session, message: Message, reason: str) -> Ticket:
+def file_unreadable(
+    session: Session, parsed: ParsedMail, arrival: Arrival, source: Source, reason: str, pending: Pending
+) -> Receipt:
     """A message that cannot be read is never dropped: staff get it, with its raw bytes and the reason."""
-    ticket = Ticket(
-        kind=TicketKind.UNREADABLE,
-        status=TicketStatus.OPEN,
-        requester=message.from_addr,
-        requester_name=message.from_name,
-        subject=message.subject,
-        reason=reason,
-    )
-    session.add(ticket)
-    message.ticket = ticket
-    session.flush()
-    audit(session, ticket, "created", SYSTEM_ACTOR, detail=reason)
-    notify_staff_of_new(session, ticket)
-    return ticket
+    message = message_row(parsed, arrival, source, Verdict(MessageClass.UNREADABLE, reason))
+    ticket_id = session.execute(INSERT_TICKET, ticket_row(
+        message, TicketKind.UNREADABLE, TicketStatus.OPEN, reason=reason)).scalar_one()
+    message["ticket_id"] = ticket_id
+    message_pk = insert_message(session, message, parsed.attachments, pending)
+    pending.add(AuditEntry, audit_row(ticket_id, "created", SYSTEM_ACTOR, detail=reason))
+    pending.add(OutboxItem, card_row(ticket_id))
+    return Receipt(message_pk, MessageClass.UNREADABLE, ticket_id + TICKET_NUMBER_OFFSET, new_ticket=True)
 
 
 def quarantine(
-    session: Session, parsed: ParsedMail, raw: bytes, source: Source, ref: str, reason: str
+    sessions: sessionmaker[Session], parsed: ParsedMail, arrival: Arrival, source: Source, reason: str
 ) -> Receipt:
-    """Keep a message that broke intake as an unreadable ticket, so a bug never loses mail."""
-    earlier = find_duplicate(session, parsed)
-    if earlier is not None:
-        return _duplicate_receipt(earlier)
-    verdict = Verdict(MessageClass.UNREADABLE, reason)
-    message = store_inbound(session, parsed, raw, source, ref, verdict)
-    ticket = open_unreadable_ticket(session, message, reason)
-    return Receipt(message.id, MessageClass.UNREADABLE, ticket.number, new_ticket=True)
-
-
-def add_follow_up(session: Session, ticket: Ticket, message: Message) -> None:
-    """A host's reply joins its ticket; what it does to the ticket is decided by ``route_follow_up``."""
-    message.ticket = ticket
-    audit(session, ticket, "message", f"host:{message.from_addr}", detail=f"message {message.message_id}")
-
-
+    """Keep a message that broke intake as an unreadable ticket, in a transaction of its own."""
+    with sessions() as session:
+        earlier = find_duplicate(session, parsed)
+        if earlier is not None:
+            return earlier
+        pending = Pending()
+        receipt = file_unreadable(session, parsed, arrival, source, reason[:4000], pending)
+        pending.write(session)
+        session.commit()
+        return receipt

@@ -11,7 +11,8 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from storage.enums import Channel
+from storage.base import utcnow
+from storage.enums import Channel, OutboxStatus
 from storage.outbox import OutboxItem
 from storage.tickets import Ticket
 
@@ -41,12 +42,31 @@ def post_to_staff(
     payload: dict[str, Any] = {"text": text, "blocks": blocks or []}
     if files:
         payload["files"] = files
-    item = OutboxItem(
-        channel=Channel.SLACK,
-        kind=post.value,
-        ticket_id=ticket.id if ticket else None,
-        payload=payload,
-        dedupe_key=dedupe_key,
-    )
+    item = OutboxItem(**staff_post_row(post, ticket.id if ticket else None, payload, dedupe_key))
     session.add(item)
     return item
+
+
+def card_key(ticket_id: int) -> str:
+    """A ticket has one card: its outbox row is unique by this key."""
+    return f"card:{ticket_id}"
+
+
+def card_row(ticket_id: int) -> dict[str, Any]:
+    """The outbox row of a new ticket's card, for intake's batched inserts."""
+    return staff_post_row(StaffPost.CARD, ticket_id, {"text": "", "blocks": []}, card_key(ticket_id))
+
+
+def staff_post_row(post: StaffPost, ticket_id: int | None, payload: dict[str, Any], dedupe_key: str | None) -> dict[str, Any]:
+    """The outbox columns of one staff-channel post."""
+    now = utcnow()
+    return {
+        "channel": Channel.SLACK,
+        "status": OutboxStatus.PENDING,
+        "kind": post.value,
+        "ticket_id": ticket_id,
+        "payload": payload,
+        "dedupe_key": dedupe_key,
+        "created_at": now,
+        "next_attempt_at": now,
+    }

@@ -30,25 +30,40 @@ def audit(
     detail: str = "",
 ) -> None:
     """Append who did what, with before and after values. Audit rows are never updated or deleted."""
-    session.add(
-        AuditEntry(
-            ticket_id=ticket.id if ticket else None,
-            actor=actor[:200],  # an actor names a sender, and a valid address can be long
-            action=action,
-            before=before or {},
-            after=after or {},
-            detail=detail,
-        )
-    )
+    session.add(AuditEntry(**audit_row(ticket.id if ticket else None, action, actor, before, after, detail)))
+
+
+def audit_row(
+    ticket_id: int | None,
+    action: str,
+    actor: str = SYSTEM_ACTOR,
+    before: dict[str, Any] | None = None,
+    after: dict[str, Any] | None = None,
+    detail: str = "",
+) -> dict[str, Any]:
+    """The columns of one audit entry, for ``audit`` and for intake's batched inserts alike."""
+    return {
+        "ticket_id": ticket_id,
+        "at": utcnow(),
+        "actor": actor[:200],  # an actor names a sender, and a valid address can be long
+        "action": action,
+        "before": before or {},
+        "after": after or {},
+        "detail": detail,
+    }
+
+
+def status_row(ticket_id: int, before: TicketStatus, target: TicketStatus, actor: str, detail: str = "") -> dict[str, Any]:
+    """The audit entry of a move from ``before`` to ``target``."""
+    return audit_row(ticket_id, "status", actor, {"status": before.value}, {"status": target.value}, detail)
 
 
 def move_ticket(session: Session, ticket: Ticket, target: TicketStatus, actor: str, detail: str = "") -> bool:
     """Move ``ticket`` to ``target`` when the transition table allows it, and audit the move."""
     if ticket.status == target or not can_move(ticket.status, target):
         return False
-    before = ticket.status
+    session.add(AuditEntry(**status_row(ticket.id, ticket.status, target, actor, detail)))
     ticket.status = target
-    audit(session, ticket, "status", actor, {"status": before.value}, {"status": target.value}, detail)
     return True
 
 
