@@ -72,6 +72,8 @@ def newsletter_send(
     edition: Annotated[str, typer.Option("--edition", help="The edition key, for example 2026-11.")],
     subject: Annotated[str, typer.Option("--subject", help="The email subject.")],
     yes: Annotated[bool, typer.Option("--yes", help="Send without asking.")] = False,
+    by: Annotated[str, typer.Option("--by", help="Who prepares and approves it (recorded in the audit log).")] = (
+        "staff (command line)"),
 ) -> None:
     """Render the edition, approve it and send it now to every confirmed subscriber, with a progress bar.
 
@@ -91,7 +93,7 @@ def newsletter_send(
         raise typer.Exit(2) from exc
     with rt.sessions() as session:
         try:
-            mailing = prepare_edition(session, markdown, edition, subject, rt.settings.policy)
+            mailing = prepare_edition(session, markdown, edition, subject, rt.settings.policy, actor=by)
             if mailing.status == MailingStatus.SENT:
                 cli.err.print(f"edition {edition} was already sent; nobody gets it twice")
                 raise typer.Exit(0)
@@ -99,7 +101,7 @@ def newsletter_send(
             if not yes and not typer.confirm(f"Send edition {edition} to {audience} confirmed subscribers now?"):
                 raise typer.Exit(1)
             if mailing.approved_at is None:
-                approve_edition(session, edition, "command line", utcnow())
+                approve_edition(session, edition, by, utcnow())
             session.commit()
         except EditionError as exc:
             cli.err.print(f"[red]{exc}[/red]")

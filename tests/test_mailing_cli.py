@@ -14,8 +14,10 @@ from typer.testing import CliRunner
 from bot.cli import app
 from storage.enums import SubscriberStatus
 from storage.mailing import Subscriber
+from storage.mailouts import Mailing
 from storage.outbox import OutboxItem
 from storage.reminders import ReminderSent
+from storage.tickets import AuditEntry
 from tests.factories import add_event, add_host, add_user
 from tests.servers import smtp_sink
 
@@ -76,12 +78,18 @@ def test_it_sends_a_newsletter_from_the_shell(env, sessions, tmp_path: Path, mon
     edition.write_text("# November\n\nSustained learning works.\n", encoding="utf-8")
     with smtp_sink() as (relay, port):
         monkeypatch.setenv("SMTP_RELAY_URL", f"smtp://127.0.0.1:{port}")
-        args = ("newsletter", "send", str(edition), "--edition", "2026-11", "--subject", "PLP Insider", "--yes")
+        args = ("newsletter", "send", str(edition), "--edition", "2026-11", "--subject", "PLP Insider", "--yes",
+                "--by", "Ann Smith")
         result = pdubot(*args)
         assert result.exit_code == 0, result.output
         assert "5 sent" in result.output
         assert pdubot(*args).exit_code == 0  # a re-run sends nobody anything twice
     assert sorted(r for _, (r,), _ in relay.received) == [f"r{n}@example.org" for n in range(5)]
+    with sessions() as session:
+        audited = session.execute(sa.select(AuditEntry.action, AuditEntry.actor).where(AuditEntry.ticket_id.is_(None))
+                                  .order_by(AuditEntry.id)).all()
+        assert audited == [("edition_prepared", "Ann Smith"), ("edition_approved", "Ann Smith")]
+        assert session.scalar(sa.select(Mailing.approved_by)) == "Ann Smith"
     assert (Path(env["PDUBOT_VAR_DIR"]) / "secret_key").stat().st_mode & 0o077 == 0
 
 

@@ -28,6 +28,7 @@ from storage.mailing import Subscriber, find_subscriber
 from storage.mailouts import Delivery, Mailing, find_mailing
 from storage.mailstate import suppress
 from storage.outbox import OutboxItem
+from storage.tickets import AuditEntry
 from tests.servers import free_port, loop_thread, run_on, smtp_sink
 from workflows.newsletter import APPROVE_ACTION, EditionError, approve_edition, prepare_edition
 from workflows.unsubscribe import address_in_subject, make_token, read_token
@@ -242,3 +243,30 @@ def test_it_reminds_subscribers_of_the_call_the_day_before(sessions, tmp_path):
                                   "Tuesday, November 17, 3:30-4:30 p.m. MST")
     with sessions() as session:
         assert find_mailing(session, MailingKind.CALL_REMINDER, "2026-11-17").status == MailingStatus.SENT
+
+
+def edition_audit(session: Session) -> list[tuple[str, str, dict, dict]]:
+    entries = session.scalars(sa.select(AuditEntry).where(AuditEntry.ticket_id.is_(None),
+                                                          AuditEntry.action.like("edition_%")).order_by(AuditEntry.id))
+    return [(e.action, e.actor, e.before, e.after) for e in entries]
+
+
+def test_it_records_who_prepared_and_who_approved_each_version_of_an_edition(sessions):
+    with sessions() as session:
+        first = prepare_edition(session, EDITION, "2026-11", "PLP Insider, November", actor="slack:U123 (Ana)")
+        first_document = first.document_id
+        prepare_edition(session, EDITION, "2026-11", "PLP Insider, November 2026", actor="Bo Lee")
+        approve_edition(session, "2026-11", "slack:U456 (Cy)", dt.datetime(2026, 11, 20, 9, tzinfo=dt.timezone.utc))
+        session.commit()
+        (prepared, replaced, approved) = edition_audit(session)
+        previews = session.scalars(sa.select(OutboxItem).where(OutboxItem.channel == Channel.SLACK)
+                                   .order_by(OutboxItem.id)).all()
+    assert prepared[:3] == ("edition_prepared", "slack:U123 (Ana)", {})
+    assert prepared[3]["subject"] == "PLP Insider, November" and prepared[3]["document_id"] == first_document
+    assert replaced[:2] == ("edition_prepared", "Bo Lee")
+    assert replaced[2]["subject"] == "PLP Insider, November" and replaced[3]["subject"] == "PLP Insider, November 2026"
+    assert approved[:2] == ("edition_approved", "slack:U456 (Cy)")
+    assert (approved[2]["status"], approved[3]["status"]) == ("draft", "scheduled")
+    assert approved[3]["send_at"].startswith("2026-11-20T09:00")
+    context = [p.payload["blocks"][2]["elements"][0]["text"] for p in previews[:2]]
+    assert "prepared by slack:U123 (Ana)" in context[0] and "prepared by Bo Lee" in context[1]

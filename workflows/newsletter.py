@@ -27,6 +27,7 @@ from workflows.calendar import call_window
 from workflows.pdf import render_pdf
 from workflows.policy import MailboxPolicy
 from workflows.staff import StaffPost, post_to_staff
+from workflows.ticket_actions import SYSTEM_ACTOR, audit
 
 logger = logging.getLogger(__name__)
 
@@ -59,12 +60,14 @@ def render_edition(source: str, subject: str, edition_key: str, mailbox: Mailbox
 
 
 def prepare_edition(
-    session: Session, markdown: str, edition_key: str, subject: str, mailbox: MailboxPolicy | None = None
+    session: Session, markdown: str, edition_key: str, subject: str, mailbox: MailboxPolicy | None = None,
+    actor: str = SYSTEM_ACTOR,
 ) -> Mailing:
     """Render and store the edition as a draft, and queue its Slack preview with an approve button.
 
-    Preparing the same key again replaces a draft; an approved or sent edition cannot change. The caller
-    commits.
+    Preparing the same key again replaces a draft; an approved or sent edition cannot change. Who prepared
+    it (``slack:U123 (Ann)``, or the command line's ``--by``) is audited and named in the preview. The
+    caller commits.
     """
     mailbox = mailbox or MailboxPolicy()
     edition_key = edition_key.strip()
@@ -77,6 +80,7 @@ def prepare_edition(
         raise EditionError(f"edition {edition_key} is already {mailing.status.value}; use a new edition key")
     text, html, pdf = render_edition(markdown, subject, edition_key, mailbox)
     document = store_document(session, DocumentKind.NEWSLETTER, edition_key, f"plp-insider-{edition_key}.pdf", pdf)
+    before = edition_fields(mailing) if mailing is not None else {}
     if mailing is None:
         mailing = Mailing(kind=MailingKind.INSIDER, key=edition_key)
         session.add(mailing)
@@ -87,8 +91,16 @@ def prepare_edition(
     mailing.html_body = html
     mailing.document_id = document.id
     session.flush()
-    queue_preview(session, mailing, document)
+    audit(session, None, "edition_prepared", actor, before, edition_fields(mailing))
+    queue_preview(session, mailing, document, actor)
     return mailing
+
+
+def edition_fields(mailing: Mailing) -> dict[str, object]:
+    """What the audit log keeps of an edition: enough to tell one version from another, not the whole text."""
+    return {"mailing_id": mailing.id, "edition": mailing.key, "status": mailing.status.value,
+            "subject": mailing.subject, "document_id": mailing.document_id,
+            "send_at": mailing.send_at.isoformat() if mailing.send_at else None}
 
 
 def confirmed_count(session: Session) -> int:
@@ -101,7 +113,7 @@ def slack_escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
-def queue_preview(session: Session, mailing: Mailing, document: StoredDocument) -> None:
+def queue_preview(session: Session, mailing: Mailing, document: StoredDocument, actor: str) -> None:
     """A staff post showing the edition, its PDF, and the button that approves and schedules it."""
     excerpt = mailing.source.strip()
     excerpt = excerpt if len(excerpt) <= 2500 else excerpt[:2500] + "..."
@@ -109,8 +121,8 @@ def queue_preview(session: Session, mailing: Mailing, document: StoredDocument) 
         {"type": "header", "text": {"type": "plain_text", "text": f"PLP Insider preview: {mailing.subject}"[:150]}},
         {"type": "section", "text": {"type": "mrkdwn", "text": slack_escape(excerpt)}},
         {"type": "context", "elements": [{"type": "mrkdwn", "text": (
-            f"Edition `{slack_escape(mailing.key)}` \u00b7 {confirmed_count(session)} confirmed subscribers "
-            "\u00b7 the PDF archive copy is attached")}]},
+            f"Edition `{slack_escape(mailing.key)}` prepared by {slack_escape(actor)} \u00b7 "
+            f"{confirmed_count(session)} confirmed subscribers \u00b7 the PDF archive copy is attached")}]},
         {"type": "actions", "elements": [{
             "type": "button", "style": "primary", "action_id": APPROVE_ACTION, "value": mailing.key,
             "text": {"type": "plain_text", "text": "Approve & schedule"},
@@ -132,10 +144,12 @@ def approve_edition(session: Session, edition_key: str, actor: str, send_at: dt.
         raise EditionError(f"no edition {edition_key}; prepare it first")
     if mailing.status not in (MailingStatus.DRAFT, MailingStatus.SCHEDULED):
         raise EditionError(f"edition {edition_key} is already {mailing.status.value}")
+    before = edition_fields(mailing)
     mailing.status = MailingStatus.SCHEDULED
     mailing.send_at = send_at
     mailing.approved_by = actor
     mailing.approved_at = utcnow()
+    audit(session, None, "edition_approved", actor, before, edition_fields(mailing))
     post_to_staff(session, StaffPost.NOTICE,
                   text=f"PLP Insider edition {edition_key} approved by {actor}; it goes out {send_at.isoformat()}.",
                   dedupe_key=f"insider-approved:{edition_key}:{send_at.isoformat()}")

@@ -220,12 +220,11 @@ def prepare_newsletter(desk: Desk, draft: Draft, actor: str) -> Result:
             return Result(False, f"Edition {draft.key} ({mailing.status.value}) already has this subject and "
                                  "text; nothing was changed.")
         try:
-            prepare_edition(session, draft.markdown, draft.key, draft.subject, desk.policy)
+            prepare_edition(session, draft.markdown, draft.key, draft.subject, desk.policy, actor)
         except EditionError as exc:
             session.rollback()
             return Result(False, f"Nothing was prepared: {exc}.")
         session.commit()
-    # prepare_edition keeps no author, so the log says who wrote this version.
     logger.info("edition %s prepared from Slack by %s", draft.key, actor)
     return Result(True, f"Edition {draft.key} is prepared: \u201c{draft.subject}\u201d. Its preview, with the "
                         "button to approve and schedule it, follows in the staff channel.")
