@@ -1,4 +1,5 @@
-"""Staff write a PLP Insider edition in Slack: in the ``/pdu newsletter`` modal, or as a Markdown file for the bot."""
+"""Staff write a PLP Insider edition in Slack: in the ``/pdu newsletter`` modal, or as a Markdown file or message
+for the bot."""
 
 from __future__ import annotations
 
@@ -11,11 +12,12 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker, undefer
 
 from bot.slack import modals
-from bot.slack.editions import Draft, read_markdown_file
+from bot.slack.editions import MESSAGE_HELP, Draft, read_markdown_file, read_message
 from storage.base import utcnow
 from storage.enums import Channel, MailingKind, MailingStatus
 from storage.mailouts import Mailing
 from storage.outbox import OutboxItem
+from storage.tickets import AuditEntry
 from tests.servers import wait_until
 from tests.slack_fake import action_ids, block_text, file_message
 from tests.slack_harness import ANN, BEA, EVE, SlackRig, slack_rig
@@ -166,3 +168,76 @@ def test_it_refuses_a_file_over_200_kb(rig):
     rig.event(file_message([understated], ANN, channel), event_id="Ev2")
     assert "larger than 200 KB" in replies_in(rig, channel, 2)[-1]
     assert mailing_count(rig) == 0
+
+
+def dm_message(text: str, user_id: str) -> dict:
+    """The message event of text someone writes to the bot in their direct message with it."""
+    return {"type": "message", "channel": f"D{user_id[1:]}", "channel_type": "im", "user": user_id, "text": text,
+            "ts": f"{time.time():.6f}", "event_ts": f"{time.time():.6f}"}
+
+
+def send_text(rig: SlackRig, text: str, user_id: str, event_id: str = "Ev0001") -> str:
+    """Write ``text`` to the bot in ``user_id``'s direct message; the DM's channel ID."""
+    event = dm_message(text, user_id)
+    assert rig.event(event, event_id=event_id) == 200
+    return event["channel"]
+
+
+def edition_actors(rig: SlackRig) -> list[str]:
+    with rig.sessions() as session:
+        return list(session.scalars(sa.select(AuditEntry.actor).where(AuditEntry.action == "edition_prepared")))
+
+
+# What Slack sends for Markdown pasted into a message: its own escapes, links in angle brackets, bullets.
+PASTED = ("Key: 2026-12\n# PLP Insider, December 2026\n\n## Winter planning\n\nProfessional learning works best "
+          "when it is **sustained** &amp; shared.\n\n\u2022 Plan a series\n\u2022 Ask teachers\n\n"
+          "Read more on <https://opi.mt.gov/|the OPI site> or write to <mailto:OPIPDUPS@mt.gov|OPIPDUPS@mt.gov>.")
+
+
+def test_it_prepares_an_edition_from_markdown_staff_write_to_the_bot(rig):
+    channel = send_text(rig, PASTED, BEA)
+
+    (reply,) = replies_in(rig, channel)
+    assert reply.startswith("Edition 2026-12 is prepared: \u201cPLP Insider, December 2026\u201d.")
+    edition = mailing(rig)
+    assert (edition.status, edition.subject) == (MailingStatus.DRAFT, SUBJECT)
+    assert edition.source.startswith("## Winter planning\n\nProfessional learning works best when it is "
+                                     "**sustained** & shared.\n\n- Plan a series\n- Ask teachers")
+    assert "<li>Plan a series</li>" in edition.html_body and "sustained</strong> &amp; shared" in edition.html_body
+    assert '<a href="https://opi.mt.gov/">the OPI site</a>' in edition.html_body
+    assert edition.document_id is not None and len(previews(rig)) == 1
+    assert edition_actors(rig) == [f"slack:{BEA} (Bea)"]
+    rig.deliver_all()
+    assert "prepared by slack:U0BEA0002 (Bea)" in block_text(rig.fake.posts()[-1].args["blocks"])
+
+    send_text(rig, PASTED, BEA, event_id="Ev0002")  # sent again: nothing changes
+    assert "already has this subject and text" in replies_in(rig, channel, 2)[-1]
+    assert len(previews(rig)) == 1 and mailing_count(rig) == 1
+
+
+def test_it_refuses_a_message_from_someone_not_staff_and_prepares_nothing(rig):
+    channel = send_text(rig, PASTED, EVE)
+    (reply,) = replies_in(rig, channel)
+    assert reply.startswith("Thank you for your message. I only take PLP Insider editions from OPI Professional "
+                            "Learning staff") and "OPIPDUPS@mt.gov" in reply
+    time.sleep(0.2)  # nothing else follows the refusal
+    assert mailing_count(rig) == 0 and previews(rig) == [] and edition_actors(rig) == []
+
+
+def test_it_tells_staff_how_to_write_an_edition_when_a_message_is_not_one(rig):
+    channel = send_text(rig, "Hi! Can you send the December edition for me?", ANN)
+    (reply,) = replies_in(rig, channel)
+    assert reply == MESSAGE_HELP
+
+    send_text(rig, "# PLP Insider, December 2026\n\nNo key yet.", ANN, event_id="Ev0002")
+    no_key = replies_in(rig, channel, 2)[-1]
+    assert no_key.startswith("I could not prepare an edition from your message: The edition needs a key")
+    assert mailing_count(rig) == 0 and previews(rig) == []
+
+
+def test_it_reads_a_message_as_an_edition_only_when_it_starts_like_one():
+    assert read_message("Thanks for the help yesterday.\n# Not a subject") is None
+    assert read_message("#general is busy today") is None  # a channel name, not a heading
+    assert read_message("\n\n# PLP Insider, December 2026\n\nText.") == Draft("", SUBJECT, "Text.")
+    assert read_message("Subject: PLP Insider, December 2026\nKey: 2026-12\n\nText &lt;b&gt;") == Draft(
+        "2026-12", SUBJECT, "Text <b>")

@@ -1,4 +1,4 @@
-"""PLP Insider editions staff write in Slack: the draft and its checks, and a Markdown file shared with the bot."""
+"""PLP Insider editions staff write in Slack: the draft and its checks, and a Markdown file or message sent to the bot."""
 
 from __future__ import annotations
 
@@ -26,6 +26,10 @@ SLACK_FILES = ("https", "files.slack.com")  # where url_private points
 DOWNLOAD_TIMEOUT = aiohttp.ClientTimeout(total=30)
 FILE_HELP = ('Name the file after the edition (2026-12.md) or start it with a "Key: 2026-12" line, and start '
              'it with "# Subject" or a "Subject: ..." line.')
+MESSAGE_HELP = ('To send me a PLP Insider edition, start the message with a "Key: 2026-12" line, then "# Subject" '
+                '(or a "Subject: ..." line), then the edition in Markdown; or send me a .md file.')
+SLACK_LINK = re.compile(r"<([^<>|]+)(?:\|([^<>]*))?>")  # <https://...|label>, <mailto:...>, <@U123>, <#C123|name>
+SLACK_BULLET = re.compile(r"^(\s*)[\u2022\u25e6\u25aa] ", re.MULTILINE)  # how Slack writes a list it formatted
 
 
 @dataclass(frozen=True)
@@ -40,7 +44,9 @@ class Draft:
 def draft_problems(draft: Draft) -> dict[str, str]:
     """What is wrong with ``draft`` on its face, by the modal block it concerns ("key", "subject", "markdown")."""
     problems: dict[str, str] = {}
-    if not KEY_PATTERN.fullmatch(draft.key) or len(draft.key) > KEY_LIMIT:
+    if not draft.key:
+        problems["key"] = "The edition needs a key, for example 2026-12."
+    elif not KEY_PATTERN.fullmatch(draft.key) or len(draft.key) > KEY_LIMIT:
         problems["key"] = (f"\u201c{draft.key[:40]}\u201d is not an edition key: use letters, digits and dashes, "
                            "for example 2026-12.")
     if not draft.subject.strip():
@@ -72,6 +78,41 @@ def read_markdown_file(filename: str, text: str) -> Draft:
         subject = lines.pop(0)[2:].strip().rstrip("#").strip()  # an ATX heading may close with #s
     key = fields.get("key") or PurePosixPath(filename).stem
     return Draft(key, subject, "\n".join(lines).strip())
+
+
+def read_message(text: str) -> Draft | None:
+    """The edition in a direct message to the bot, or None when the message does not look like one.
+
+    A message is an edition when its first line that is not blank is a top-level Markdown heading
+    ("# Subject") or a "Key:" or "Subject:" line. It is read as a Markdown file is, except that there is
+    no file name to take the key from, so the key must be on a "Key:" line.
+    """
+    markdown = slack_to_markdown(text)
+    first = next((line for line in markdown.lstrip("\ufeff").splitlines() if line.strip()), "")
+    if not (first.startswith("# ") or HEADER.fullmatch(first)):
+        return None
+    return read_markdown_file("", markdown)
+
+
+def slack_to_markdown(text: str) -> str:
+    """A message's text as its author typed it: Slack's links, lists and escapes turned back into Markdown.
+
+    Slack sends "&", "<" and ">" escaped, wraps every link it recognises in angle brackets (with its
+    label after a "|"), and writes the items of a list it formatted with a bullet (its "Formatting text"
+    guide).
+    """
+    text = SLACK_LINK.sub(_markdown_link, text)
+    text = SLACK_BULLET.sub(r"\1- ", text)
+    return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+
+
+def _markdown_link(match: re.Match[str]) -> str:
+    target, label = match[1], match[2]
+    if target[:1] in "@#":
+        return target[0] + (label or target[1:])  # a mention of a person or channel reads as its name
+    if label is None or label in (target, target.removeprefix("mailto:")):
+        return f"<{label or target}>"  # a bare URL or address: Markdown's own autolink
+    return f"[{label}]({target})"
 
 
 class FileProblem(Exception):

@@ -1,5 +1,5 @@
 """The Slack listeners: card buttons, modals, the reply shortcut, thread messages, App Home, ``/pdu``,
-and PLP Insider editions sent to the bot as a Markdown file in a direct message.
+and PLP Insider editions sent to the bot in a direct message, as a Markdown file or as the message itself.
 
 Each listener acknowledges first (Slack waits 3 seconds at most), checks that the person is staff,
 and then calls a plain function of ``bot.slack.desk`` in a thread, where the database work happens.
@@ -35,6 +35,8 @@ REFUSAL = "Only OPI Professional Learning staff can act on tickets. Nothing was 
 NOT_A_TICKET = "This message is not in a ticket's thread."
 DM_REFUSAL = ("Thank you for the file. Only OPI Professional Learning staff can send me PLP Insider editions, "
               "so I have not read it.")
+MESSAGE_REFUSAL = ("Thank you for your message. I only take PLP Insider editions from OPI Professional Learning "
+                   "staff, so nothing was done with it. To reach the PDU team, email {mailbox}.")
 NEWSLETTER = "newsletter"
 EDITION_SEND_HOUR = 9
 
@@ -75,6 +77,12 @@ def is_file_for_the_bot(event: dict[str, Any]) -> bool:
     has_files = event.get("subtype") == "file_share" or bool(event.get("files"))
     return (event.get("channel_type") == "im" and has_files and not event.get("bot_id")
             and bool(event.get("user")) and bool(event.get("channel")))
+
+
+def is_message_for_the_bot(event: dict[str, Any]) -> bool:
+    """A person's own new text message in a direct message to the bot; not edits, files or bots."""
+    return (event.get("channel_type") == "im" and not event.get("subtype") and not event.get("bot_id")
+            and bool(event.get("user")) and bool(event.get("channel")) and bool(event.get("text")))
 
 
 def next_business_morning(now: dt.datetime, desk: Desk) -> dt.datetime:
@@ -257,11 +265,30 @@ def register_events(app: AsyncApp, desk: Desk) -> None:
             reply = await prepare_from_file(desk, client, file, actor)
             await client.chat_postMessage(channel=channel, text=escape(reply))
 
+    async def message_for_the_bot(ack: Any, event: dict[str, Any], client: AsyncWebClient) -> None:
+        await ack()
+        user_id, channel = str(event["user"]), str(event["channel"])
+        if not await desk.staff.allows(user_id):
+            logger.info("refused a message sent to the bot by %s: not in SLACK_STAFF", user_id)
+            await client.chat_postMessage(channel=channel, text=MESSAGE_REFUSAL.format(mailbox=desk.policy.address))
+            return
+        draft = editions.read_message(str(event["text"]))
+        if draft is None:
+            await client.chat_postMessage(channel=channel, text=editions.MESSAGE_HELP)
+            return
+        actor = await desk.names.actor(user_id)
+        reply = await prepare_draft(desk, draft, actor, "your message", editions.MESSAGE_HELP)
+        await client.chat_postMessage(channel=channel, text=escape(reply))
+
     async def is_file_event(event: dict[str, Any]) -> bool:
         return is_file_for_the_bot(event)
 
+    async def is_message_event(event: dict[str, Any]) -> bool:
+        return is_message_for_the_bot(event)
+
     # Registered first: Bolt runs only the first listener that matches a message.
     app.event("message", matchers=[is_file_event])(file_for_the_bot)
+    app.event("message", matchers=[is_message_event])(message_for_the_bot)
     app.event("message")(thread_message)
     app.event("app_home_opened")(home_opened)
 
@@ -277,9 +304,14 @@ async def prepare_from_file(desk: Desk, client: AsyncWebClient, file: dict[str, 
         draft = await editions.fetch_draft(client, info)
     except editions.FileProblem as exc:
         return f"I could not take {name}: {exc}"
+    return await prepare_draft(desk, draft, actor, name, editions.FILE_HELP)
+
+
+async def prepare_draft(desk: Desk, draft: editions.Draft, actor: str, source: str, help_text: str) -> str:
+    """Prepare the edition staff sent the bot (``source`` names it in the answer); what to answer them."""
     problems = editions.draft_problems(draft)
     if problems:
-        return f"I could not prepare an edition from {name}: {' '.join(problems.values())} {editions.FILE_HELP}"
+        return f"I could not prepare an edition from {source}: {' '.join(problems.values())} {help_text}"
     result = await asyncio.to_thread(actions.prepare_newsletter, desk, draft, actor)
     if result.changed:
         desk.on_change()
