@@ -1,0 +1,85 @@
+"""The bulk sender's threads: each claims its own rows over its own reused connection, and stops cleanly."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from typing import Any
+
+import sqlalchemy as sa
+
+from bot.mailout import bulk_transport
+from storage.base import utcnow
+from storage.enums import DeliveryStatus
+from storage.mailouts import Delivery
+from tests.servers import SinkHandler, free_port
+from tests.test_newsletter import add_subscribers, approved_edition, delivered_to, jobs_for
+
+
+class PeerSink(SinkHandler):
+    """The test relay, also noting which client connection brought each message."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.peers: Counter[Any] = Counter()
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        self.peers[session.peer] += 1
+        return await super().handle_DATA(server, session, envelope)
+
+
+def serve(handler: SinkHandler):  # noqa: ANN201
+    from aiosmtpd.controller import Controller
+
+    controller = Controller(handler, hostname="127.0.0.1", port=free_port())
+    controller.start()
+    return controller
+
+
+def statuses(sessions) -> Counter[DeliveryStatus]:  # noqa: ANN001
+    with sessions() as session:
+        return Counter(session.scalars(sa.select(Delivery.status)))
+
+
+def test_it_sends_a_long_list_once_each_over_a_few_reused_connections_in_parallel(sessions, tmp_path):
+    readers = add_subscribers(sessions, 300)
+    mailing_id = approved_edition(sessions)
+    relay, progress = PeerSink(), []
+    controller = serve(relay)
+    try:
+        url = f"smtp://127.0.0.1:{controller.port}"
+        jobs = jobs_for(sessions, controller.port, tmp_path, lambda: bulk_transport(url, tmp_path))
+        report = asyncio.run(jobs.send_one_mailing(mailing_id, lambda done, total: progress.append((done, total))))
+    finally:
+        controller.stop()
+    assert delivered_to(relay) == Counter(readers)
+    assert 2 <= len(relay.peers) <= 4  # PDUBOT_BULK_CONNECTIONS is 4: parallel, and each connection reused
+    assert (report["sent"], report["remaining"]) == (300, 0)
+    assert progress[0] == (0, 300) and progress[-1] == (300, 300)
+    assert statuses(sessions) == {DeliveryStatus.SENT: 300}
+
+
+def test_it_stops_when_the_relay_keeps_deferring_and_gives_back_every_row_it_held(sessions, tmp_path):
+    readers = add_subscribers(sessions, 200)
+    mailing_id = approved_edition(sessions)
+    relay = SinkHandler()
+    relay.script = ["451 4.3.0 try again later"] * 1000
+    controller = serve(relay)
+    try:
+        url = f"smtp://127.0.0.1:{controller.port}"
+        jobs = jobs_for(sessions, controller.port, tmp_path, lambda: bulk_transport(url, tmp_path))
+        first = asyncio.run(jobs.send_one_mailing(mailing_id))
+        # 3 failures in a row per connection stop the run; each thread finishes only the message in hand.
+        assert first["sent"] == 0 and 12 <= first["deferred"] <= 16 and first["remaining"] == 200
+        assert statuses(sessions) == {DeliveryStatus.PENDING: 200}  # nothing left leased to a dead run
+
+        relay.script.clear()  # the relay recovers, and the deferred rows' retry time comes
+        with sessions() as session:
+            session.execute(sa.update(Delivery).values(next_attempt_at=utcnow()))
+            session.commit()
+        second = asyncio.run(jobs_for(sessions, controller.port, tmp_path,
+                                      lambda: bulk_transport(url, tmp_path)).send_one_mailing(mailing_id))
+    finally:
+        controller.stop()
+    assert (second["sent"], second["remaining"]) == (200, 0)
+    assert delivered_to(relay) == Counter(readers)
