@@ -9,6 +9,8 @@ import signal
 import threading
 from collections.abc import Awaitable, Callable
 
+import psycopg
+import sqlalchemy as sa
 from slack_bolt.async_app import AsyncApp
 
 from bot.delivery import EmailDeliverer, make_transport
@@ -22,6 +24,9 @@ from bot.web import make_web_app, start_web
 from bot.web_unsubscribe import register as register_unsubscribe
 
 logger = logging.getLogger(__name__)
+
+WAKE_CHANNEL = "pdubot_outbox"  # PostgreSQL NOTIFY channel: rows were queued, deliver now
+DELIVERY_PARTS = frozenset({"outbox", "slack"})
 
 
 class Part(str, enum.Enum):
@@ -58,10 +63,50 @@ class Service:
         self._threads_stop = threading.Event()
         self._closers: list[Callable[[], Awaitable[None]]] = []
         self._tasks: list[asyncio.Task[None]] = []
+        self._notifying: set[asyncio.Future[None]] = set()
 
     def wake_outbox(self, *_: object) -> None:
+        """Rows were queued: wake the delivery loops here, and on PostgreSQL those of other processes too (the
+        Procfile runs each part alone), which would otherwise find the rows only at their next poll."""
+        self._wake_here()
+        if self._notify_others:
+            task = self._loop.create_task(asyncio.to_thread(self._notify))
+            self._notifying.add(task)
+            task.add_done_callback(self._notified)
+
+    def _wake_here(self) -> None:
         self.outbox_wake.set()
         self.slack_wake.set()
+
+    @property
+    def _notify_others(self) -> bool:
+        on_postgresql = self.runtime.engine.dialect.name == "postgresql"
+        return on_postgresql and not DELIVERY_PARTS <= {part.value for part in self.parts}
+
+    def _notify(self) -> None:
+        with self.runtime.engine.connect() as connection:
+            connection.execute(sa.select(sa.func.pg_notify(WAKE_CHANNEL, "")))
+            connection.commit()
+
+    def _notified(self, task: asyncio.Task[None]) -> None:
+        self._notifying.discard(task)
+        if not task.cancelled() and task.exception() is not None:  # the rows are still found at the next poll
+            logger.warning("could not notify the delivery processes: %s", type(task.exception()).__name__)
+
+    async def listen_for_wakeups(self) -> float:
+        """LISTEN on PostgreSQL and wake the delivery loops here whenever another process queued rows."""
+        url = sa.make_url(self.runtime.settings.database_url).set(drivername="postgresql")
+        try:
+            async with await psycopg.AsyncConnection.connect(url.render_as_string(hide_password=False),
+                                                             autocommit=True) as connection:
+                await connection.execute(f"LISTEN {WAKE_CHANNEL}")
+                self._wake_here()  # anything queued while not listening
+                while not self.stop.is_set():
+                    async for _ in connection.notifies(timeout=1.0):
+                        self._wake_here()
+        except psycopg.Error as exc:
+            logger.warning("cannot listen for queued rows (%s); polling until it can", type(exc).__name__)
+        return 5.0
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -75,6 +120,9 @@ class Service:
             self._start_scheduler()
         if Part.SLACK in self.parts:
             self._start_slack()
+        if self.runtime.engine.dialect.name == "postgresql" and self.parts & {Part.OUTBOX, Part.SLACK}:
+            self._tasks.append(asyncio.create_task(keep_running("wake-up listener", self.listen_for_wakeups,
+                                                                self.stop)))
 
     async def _start_intake(self) -> None:
         s = self.runtime.settings
@@ -160,7 +208,7 @@ class Service:
         logger.info("shutting down")
         self._threads_stop.set()
         self.stop.set()
-        self.wake_outbox()  # the delivery loops sleep on their wake events; let them see the stop now
+        self._wake_here()  # the delivery loops sleep on their wake events; let them see the stop now
         for close in reversed(self._closers):
             try:
                 await close()
