@@ -15,6 +15,7 @@ a card p95 under 300 ms.
     python benchmarks/latency.py            # 10 and 50 messages/s, 30 s each, SQLite and PostgreSQL
     python benchmarks/latency.py --quick    # 10 and 50 messages/s, 3 s each (tests/test_benchmarks_quick.py)
     python benchmarks/latency.py --rates 50 --seconds 60 --databases postgresql --json
+    python benchmarks/latency.py --procfile # intake, outbox and Slack as separate processes
 """
 
 from __future__ import annotations
@@ -182,15 +183,26 @@ def service_env(tmp: str, database_url: str, fake: FakeSlack, relay_port: int, s
 
 
 @contextmanager
-def process(args: list[str], env: dict[str, str], log: Path, smtp_port: int) -> Iterator[None]:
+def processes(commands: list[list[str]], env: dict[str, str], log: Path, smtp_port: int) -> Iterator[None]:
+    """Start every command (the first listens for SMTP) and stop them all at the end."""
     with open(log, "wb") as out:
-        proc = subprocess.Popen(args, env=env, stdout=out, stderr=subprocess.STDOUT)
+        procs = [subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT) for command in commands]
         try:
-            wait_for_port(smtp_port, proc)
+            wait_for_port(smtp_port, procs[0])
             yield
         finally:
-            proc.terminate()
-            proc.wait(timeout=30)
+            for proc in procs:
+                proc.terminate()
+            for proc in procs:
+                proc.wait(timeout=30)
+
+
+def service_commands(procfile: bool) -> list[list[str]]:
+    """``pdubot run`` with the three parts in one process, or one process each as the Procfile runs them."""
+    parts = ("intake", "outbox", "slack")
+    if procfile:
+        return [[PDUBOT, "run", "--only", part] for part in parts]
+    return [[PDUBOT, "run", *(arg for part in parts for arg in ("--only", part))]]
 
 
 def measure(load: Load, fake: FakeSlack, sink: TimedSink | None) -> dict[str, object]:
@@ -199,18 +211,17 @@ def measure(load: Load, fake: FakeSlack, sink: TimedSink | None) -> dict[str, ob
     wait_for(lambda: len(card_times(fake)) >= WARM_UP, DRAIN_SECONDS)
     load.run()
     tags = {f"bench-{load.first + n:04d}" for n in range(load.count)}
-    wait_for(lambda: tags <= set(card_times(fake)) and (sink is None or len(sink.arrived) >= len(load.sent)),
-             DRAIN_SECONDS)
+    acks = {s.message_id for s in load.sent} if sink is not None else set()
+    wait_for(lambda: tags <= set(card_times(fake)) and acks <= set(sink.arrived if sink else ()), DRAIN_SECONDS)
     return figures_of(load, card_times(fake), sink.arrived if sink is not None else None)
 
 
-def run_service(database: str, rate: float, seconds: float) -> dict[str, object]:
+def run_service(database: str, rate: float, seconds: float, procfile: bool) -> dict[str, object]:
     with tempfile.TemporaryDirectory() as tmp, scratch_database(database, Path(tmp)) as url, \
             fake_slack() as fake, timed_relay() as (sink, relay_port):
         smtp_port = free_port()
         env = service_env(tmp, url, fake, relay_port, smtp_port)
-        command = [PDUBOT, "run", "--only", "intake", "--only", "outbox", "--only", "slack"]
-        with process(command, env, Path(tmp) / "service.log", smtp_port):
+        with processes(service_commands(procfile), env, Path(tmp) / "service.log", smtp_port):
             figures = measure(Load(smtp_port, rate, int(rate * seconds)), fake, sink)
         duplicates = sum(n > 1 for n in _cards_per_tag(fake).values())
     return {"database": database, "rate": rate, "seconds": seconds, "duplicate_cards": duplicates, **figures}
@@ -220,7 +231,7 @@ def run_floor(rate: float, seconds: float) -> dict[str, object]:
     with tempfile.TemporaryDirectory() as tmp, fake_slack() as fake:
         smtp_port = free_port()
         command = [sys.executable, __file__, "--floor-server", str(smtp_port), fake.api_url]
-        with process(command, dict(os.environ), Path(tmp) / "floor.log", smtp_port):
+        with processes([command], dict(os.environ), Path(tmp) / "floor.log", smtp_port):
             figures = measure(Load(smtp_port, rate, int(rate * seconds)), fake, None)
     return {"database": "none (floor)", "rate": rate, "seconds": seconds, **figures}
 
@@ -277,15 +288,16 @@ def serve_floor(port: int, api_url: str) -> None:
 
 # --- Command line ----------------------------------------------------------------------------------------------
 
-def run(rates: list[float], seconds: float, databases: list[str]) -> dict[str, object]:
+def run(rates: list[float], seconds: float, databases: list[str], procfile: bool = False) -> dict[str, object]:
     floors = {rate: run_floor(rate, seconds) for rate in rates}
-    runs = [run_service(database, rate, seconds) for database in databases for rate in rates]
+    runs = [run_service(database, rate, seconds, procfile) for database in databases for rate in rates]
     for result in runs:
         floor_p95 = floors[result["rate"]]["card_s"]["p95"]  # type: ignore[index]
         p95 = result["card_s"]["p95"]  # type: ignore[index]
         result["p95_vs_floor"] = round(p95 / floor_p95, 1) if p95 and floor_p95 else None
     return {"machine": f"{os.cpu_count()} cores, Python {platform.python_version()}",
             "load_average": round(os.getloadavg()[0], 1), "connections": CONNECTIONS, "target_p95_s": TARGET_P95,
+            "processes": "one per part (Procfile)" if procfile else "one",
             "floors": list(floors.values()), "runs": runs}
 
 
@@ -294,7 +306,8 @@ def ms(value: object) -> str:
 
 
 def print_table(figures: dict[str, Any]) -> None:
-    print(f"{figures['machine']}, load average {figures['load_average']}, {figures['connections']} connections")
+    print(f"{figures['machine']}, load average {figures['load_average']}, {figures['connections']} connections, "
+          f"service processes: {figures['processes']}")
     print("database      rate  sent  cards  card p50 / p95 / p99 / max            ack p95   intake p95  x floor")
     for r in [*figures["floors"], *figures["runs"]]:
         card = r["card_s"]
@@ -318,6 +331,8 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, help="how long each rate is offered")
     parser.add_argument("--rates", type=float, nargs="+", default=[10.0, 50.0], help="messages a second")
     parser.add_argument("--databases", nargs="+", choices=["sqlite", "postgresql"])
+    parser.add_argument("--procfile", action="store_true",
+                        help="run intake, outbox and Slack as separate processes, as the Procfile does")
     parser.add_argument("--json", action="store_true", help="print the figures as one JSON line")
     parser.add_argument("--floor-server", nargs=2, metavar=("PORT", "API_URL"), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -325,7 +340,7 @@ def main() -> int:
         serve_floor(int(args.floor_server[0]), args.floor_server[1])
         return 0
     databases = args.databases or (["sqlite", "postgresql"] if postgres_reachable() else ["sqlite"])
-    figures = run(args.rates, args.seconds or (3.0 if args.quick else 30.0), databases)
+    figures = run(args.rates, args.seconds or (3.0 if args.quick else 30.0), databases, args.procfile)
     if args.json:
         print(json.dumps(figures))
     else:
