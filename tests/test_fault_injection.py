@@ -115,7 +115,7 @@ def outbox_rows(sessions: sessionmaker[Session], status: OutboxStatus) -> int:
 
 
 def let_leases_run_out(sessions: sessionmaker[Session]) -> int:
-    """Stand in for the five minutes after which a dead worker's lease on a row expires; returns how many."""
+    """Stand in for the minute after which a dead worker's lease on a row expires; returns how many."""
     with sessions() as session:
         result = session.execute(
             sa.update(OutboxItem)
@@ -161,7 +161,7 @@ def test_it_loses_and_doubles_nothing_when_killed_while_mail_arrives_over_smtp(
     points and started again. A sender retries a message until it gets 250, as a mail server would.
 
     Asserted, once the last run has stopped and the kills' outbox leases have run out (set in the database in
-    place of waiting five minutes) and ``pdubot outbox deliver`` has run:
+    place of waiting a minute) and ``pdubot outbox deliver`` has run:
     - every Message-ID sent is in the messages table exactly once, and nothing else is;
     - each has its own ticket, and there are exactly N tickets;
     - the outbox holds exactly one acknowledgement row per message;
