@@ -133,6 +133,7 @@ class Service:
         async def close_smtp() -> None:
             server.close()
             await server.wait_closed()
+            handler.executor.shutdown(wait=False)
 
         self._closers.append(close_smtp)
         if s.imap_url is not None:

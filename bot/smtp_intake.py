@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 from aiosmtpd.smtp import SMTP, Envelope, Session as SmtpSession
 from sqlalchemy.orm import Session, sessionmaker
@@ -19,6 +21,8 @@ from workflows.inbox import Receipt, receive
 from workflows.policy import MailboxPolicy
 
 logger = logging.getLogger(__name__)
+
+INTAKE_THREADS = min(32, (os.cpu_count() or 1) + 4)  # as many as the loop's default pool has
 
 
 class MailboxHandler:
@@ -31,6 +35,9 @@ class MailboxHandler:
         self.sessions = sessions
         self.policy = policy
         self.on_receipt = on_receipt
+        # Threads of its own: in a burst of mail, messages waiting to be stored queue here, not in front of
+        # the outbox's and Slack's database work on the loop's default pool, which would stall delivery.
+        self.executor = ThreadPoolExecutor(INTAKE_THREADS, thread_name_prefix="smtp-intake")
 
     async def handle_RCPT(
         self, server: SMTP, session: SmtpSession, envelope: Envelope, address: str, rcpt_options: list[str]
@@ -47,7 +54,7 @@ class MailboxHandler:
         peer = session.peer[0] if session.peer else "unknown"
         try:
             receipt = await asyncio.get_running_loop().run_in_executor(
-                None, receive, self.sessions, raw, Source.SMTP, self.policy, f"smtp:{peer}"
+                self.executor, receive, self.sessions, raw, Source.SMTP, self.policy, f"smtp:{peer}"
             )
         except Exception:
             logger.exception("could not store a message from %s; answering 451 so the sender retries", peer)
