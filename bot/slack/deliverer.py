@@ -5,8 +5,9 @@ the order tickets arrived once Slack is back. A thread line or card update needs
 when the card is still queued behind it, the card goes first. 429 (honouring Retry-After), 5xx and
 connection errors are retried with backoff for as long as Slack is down, so nothing is lost. Any other
 error is permanent: the row is recorded as failed and the queue moves on; the thread lines of a card
-that could not be posted are skipped. A row is marked sent only after Slack accepted it, so a crash in
-between can post one message twice, the same window as email.
+that could not be posted are skipped. A row is marked sent only after Slack accepted it, and a run's rows
+are recorded together, so a deliverer killed in between can post that run's messages again once their
+one-minute lease has run out; one that lives through a database outage records them when it is back.
 """
 
 from __future__ import annotations
