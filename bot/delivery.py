@@ -59,10 +59,11 @@ class TransportError(Exception):
 
 
 class Destination:
-    """Where rows go (the relay, Slack), backed off as a whole after a failure, in this process's memory.
+    """Where rows go (the relay), backed off as a whole after a failure, in this process's memory.
 
     While it is backed off nothing is claimed for it, so rows keep their place and, once it is back, go out
-    oldest first. Backoff: 2 s, doubling to at most ``longest``, with a little jitter; Retry-After wins.
+    oldest first. Backoff: 2 s, doubling to at most ``longest``, with a little jitter. (Slack's queue is
+    strictly in order, so there the row at its head carries the backoff, or Slack's Retry-After.)
     """
 
     def __init__(self, name: str, longest: dt.timedelta = dt.timedelta(minutes=2)) -> None:
@@ -80,13 +81,11 @@ class Destination:
         """It failed last time: check that it is back before trusting it with a row."""
         return self.failures > 0
 
-    def failed(self, reason: str, retry_after: float | None = None) -> float:
+    def failed(self, reason: str) -> None:
         self.failures += 1
-        wait = retry_after if retry_after is not None else min(2.0 * 2 ** (self.failures - 1), self.longest)
-        wait *= 1 if retry_after is not None else random.uniform(0.9, 1.1)
+        wait = min(2.0 * 2 ** (self.failures - 1), self.longest) * random.uniform(0.9, 1.1)
         self.closed_until = time.monotonic() + wait
         logger.warning("%s failed (%s); backing it off for %.1f s", self.name, reason, wait)
-        return wait
 
     def recovered(self) -> None:
         if self.failures:
