@@ -3,18 +3,22 @@
 Emails are made from the repository's corpora (tests/corpus*/emails): each copy gets its own Message-ID, a
 sender varied within the original's domain (so host matching still has something to find), and a body with
 another greeting and other small numbers. They are written to a folder and taken in exactly as the command
-line does it: ``bot.ingest.find_messages``, then ``workflows.inbox.receive`` for each, acknowledgements off.
+line does it: ``bot.ingest.find_messages``, then ``bot.ingest.take_in`` (batches of 100 per transaction),
+acknowledgements off; once in one process, and once with reader processes (one per core by default, as
+``pdubot ingest`` uses for a large backfill) parsing and reading while the main process writes.
 
-The floor is what any intake must do at least: read the file, parse it with the stdlib
-(``email.message_from_bytes`` with ``policy.default``) and insert the bytes into a table, one commit per
-message as ingest does, through the same database driver.
+The floor is what any intake must do at least, in one process: read the file, parse it with the stdlib
+(``email.message_from_bytes`` with ``policy.default``) and insert the bytes into a table through the same
+database driver, with one commit per message (what SMTP intake must do, and the floor the ratio is against).
+The batched floor commits every 100 messages, as ingest now does.
 
-It also reports the cost per message with 1,000 and with 100,000 tickets already stored (bulk-loaded with
-their messages, audit entries and Slack cards), to show it stays flat, and profiles ingest on the slower
-database with cProfile.
+It also reports the cost per message (one process) with 1,000 and with 100,000 tickets already stored
+(bulk-loaded with their messages, audit entries and Slack cards), to show it stays flat, and profiles
+ingest in one process on the slower database with cProfile.
 
     python benchmarks/intake.py            # 2,000 and 20,000 emails; 1,000 per flatness level
-    python benchmarks/intake.py --quick    # 100 emails; 50 per flatness level with 1,000 and 5,000 tickets
+    python benchmarks/intake.py --quick    # 100 emails, 1 reader; 50 per flatness level with 1,000 and 5,000 tickets
+    python benchmarks/intake.py --sizes 2000 --no-flatness --no-profile   # one comparison only
 """
 
 from __future__ import annotations
@@ -47,7 +51,7 @@ os.environ.setdefault("LOG_LEVEL", "WARNING")
 import sqlalchemy as sa  # noqa: E402
 from sqlalchemy.orm import Session, sessionmaker  # noqa: E402
 
-from bot.ingest import find_messages, take_in  # noqa: E402
+from bot.ingest import BATCH_SIZE, find_messages, take_in  # noqa: E402
 from storage.db import make_engine, make_sessionmaker, upgrade  # noqa: E402
 from storage.enums import (  # noqa: E402
     Channel,
@@ -173,8 +177,9 @@ def ingest(sessions: sessionmaker[Session], folder: Path, readers: int = 0) -> i
     return len(found)
 
 
-def floor(engine: sa.Engine, folder: Path) -> int:
-    """The least any intake does: read, parse with the stdlib, insert the bytes, commit; per message."""
+def floor(engine: sa.Engine, folder: Path, per_commit: int = 1) -> int:
+    """The least any intake does: read, parse with the stdlib, insert the bytes; a commit every ``per_commit``
+    messages (1, as SMTP intake must; or ingest's batch size, the floor of a batched backfill)."""
     with engine.begin() as connection:
         connection.execute(sa.text("CREATE TABLE IF NOT EXISTS floor_raw (id INTEGER PRIMARY KEY, raw BYTEA)"
                                    if engine.dialect.name == "sqlite" else
@@ -190,8 +195,10 @@ def floor(engine: sa.Engine, folder: Path) -> int:
             cursor = connection.cursor()
             cursor.execute(insert, (raw,))
             cursor.close()
-            connection.commit()
             count += 1
+            if count % per_commit == 0:
+                connection.commit()
+        connection.commit()
         return count
     finally:
         connection.close()
@@ -205,34 +212,64 @@ def timed(work) -> tuple[int, float]:  # noqa: ANN001
 
 @dataclass
 class Comparison:
+    """One size on one database: ingest in one process and with reader processes, against both floors."""
+
     database: str
     emails: int
-    ours_seconds: float
-    floor_seconds: float
+    readers: int
+    single_seconds: float  # ingest, one process
+    parallel_seconds: float  # ingest, ``readers`` reader processes plus the writing process
+    floor_seconds: float  # one commit per message
+    batched_floor_seconds: float  # one commit per ingest batch
 
     @property
     def ratio(self) -> float:
-        return self.ours_seconds / self.floor_seconds
+        """The headline: ingest as the command runs it by default, against the floor the issue defines."""
+        return self.parallel_seconds / self.floor_seconds
 
     def as_json(self) -> dict[str, object]:
-        return {"database": self.database, "emails": self.emails, "ours_s": round(self.ours_seconds, 2),
-                "floor_s": round(self.floor_seconds, 2),
-                "ours_ms_per_email": round(self.ours_seconds / self.emails * 1000, 2),
-                "floor_ms_per_email": round(self.floor_seconds / self.emails * 1000, 2),
-                "ratio": round(self.ratio, 1)}
+        per_email = {name: round(seconds / self.emails * 1000, 2) for name, seconds in (
+            ("single", self.single_seconds), ("parallel", self.parallel_seconds), ("floor", self.floor_seconds),
+            ("batched_floor", self.batched_floor_seconds))}
+        return {"database": self.database, "emails": self.emails, "readers": self.readers,
+                "ms_per_email": per_email, "ratio": round(self.ratio, 2),
+                "single_ratio": round(self.single_seconds / self.floor_seconds, 2),
+                "parallel_vs_batched_floor": round(self.parallel_seconds / self.batched_floor_seconds, 2),
+                "single_vs_batched_floor": round(self.single_seconds / self.batched_floor_seconds, 2)}
+
+    def line(self) -> str:
+        ms = self.as_json()["ms_per_email"]
+        return (f"{self.database:<10} {self.emails:>6} emails, ms/email: ingest {ms['single']:5.2f} (1 process), "  # type: ignore[index]
+                f"{ms['parallel']:5.2f} ({self.readers} readers + writer); floor {ms['floor']:4.2f}, batched "  # type: ignore[index]
+                f"floor {ms['batched_floor']:4.2f}; ratio {self.ratio:4.2f}x ({self.single_seconds / self.floor_seconds:4.2f}x "  # type: ignore[index]
+                f"in 1 process; vs batched floor {self.parallel_seconds / self.batched_floor_seconds:4.2f}x / "
+                f"{self.single_seconds / self.batched_floor_seconds:4.2f}x)")
 
 
-def compare(kind: str, workdir: Path, emails: Path, count: int) -> Comparison:
-    """Ingest ``emails`` into a fresh database of ``kind``, then run the floor on the same database."""
+def fresh_ingest(kind: str, workdir: Path, emails: Path, readers: int, before=None, then=None):  # noqa: ANN001, ANN201
+    """Seconds to ingest ``emails`` into a fresh database of ``kind`` (corpus registry loaded, then
+    ``before(engine)``), and what ``then(engine)`` returns, run on the same database afterwards."""
+    forget_registry_index()
     with scratch_database(kind, workdir) as url:
         engine = make_engine(url)
         sessions = make_sessionmaker(engine)
         load_corpus_registry(sessions)
-        ingested, ours = timed(lambda: ingest(sessions, emails))
-        floored, base = timed(lambda: floor(engine, emails))
+        if before:
+            before(engine)
+        _, seconds = timed(lambda: ingest(sessions, emails, readers))
+        after = then(engine) if then else None
         engine.dispose()
-    assert ingested == floored == count, (ingested, floored, count)
-    return Comparison(kind, count, ours, base)
+    return seconds, after
+
+
+def compare(kind: str, workdir: Path, emails: Path, count: int, readers: int) -> Comparison:
+    """Ingest ``emails`` in one process, then both floors on that database; then ingest with readers."""
+    def floors(engine: sa.Engine) -> tuple[float, float]:
+        return timed(lambda: floor(engine, emails))[1], timed(lambda: floor(engine, emails, BATCH_SIZE))[1]
+
+    single, (base, batched_base) = fresh_ingest(kind, workdir, emails, 0, then=floors)
+    parallel, _ = fresh_ingest(kind, workdir, emails, readers)
+    return Comparison(kind, count, readers, single, parallel, base, batched_base)
 
 
 # --- Flatness: cost per message with many tickets already stored -----------------------------------------------
@@ -262,18 +299,16 @@ def prefill(engine: sa.Engine, tickets: int, chunk: int = 10_000) -> None:
 
 
 def cost_with_existing(kind: str, workdir: Path, emails: Path, existing: int) -> float:
-    """Seconds per message to ingest ``emails`` into a database that already holds ``existing`` tickets."""
-    with scratch_database(kind, workdir) as url:
-        engine = make_engine(url)
-        sessions = make_sessionmaker(engine)
-        load_corpus_registry(sessions)
+    """Seconds per message to ingest ``emails``, in one process, into a database that already holds
+    ``existing`` tickets."""
+    def fill(engine: sa.Engine) -> None:
         prefill(engine, existing)
         if kind == "postgresql":
             with engine.begin() as connection:
                 connection.execute(sa.text("ANALYZE"))
-        count, seconds = timed(lambda: ingest(sessions, emails))
-        engine.dispose()
-    return seconds / count
+
+    seconds, _ = fresh_ingest(kind, workdir, emails, 0, before=fill)
+    return seconds / len(find_messages([emails]))
 
 
 # --- Profile ---------------------------------------------------------------------------------------------------
@@ -289,7 +324,7 @@ def profile(kind: str, workdir: Path, emails: Path) -> str:
         sessions = make_sessionmaker(engine)
         load_corpus_registry(sessions)
         profiler = cProfile.Profile()
-        profiler.runcall(ingest, sessions, emails)
+        profiler.runcall(ingest, sessions, emails, 0)
         engine.dispose()
     out = io.StringIO()
     stats = pstats.Stats(profiler, stream=out)
@@ -324,9 +359,14 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="small sizes, for the test suite")
     parser.add_argument("--sqlite-only", action="store_true", help="skip PostgreSQL")
+    parser.add_argument("--sizes", type=int, nargs="+", help="how many emails to compare (default 2,000 and 20,000)")
+    parser.add_argument("--readers", type=int, help="reader processes (default: one per core, as pdubot ingest)")
+    parser.add_argument("--no-flatness", action="store_true", help="skip the runs with tickets already stored")
+    parser.add_argument("--no-profile", action="store_true", help="skip the cProfile run")
     parser.add_argument("--json", action="store_true", help="print the results as one JSON line at the end")
     args = parser.parse_args()
-    sizes = (100,) if args.quick else (2_000, 20_000)
+    sizes = args.sizes or ((100,) if args.quick else (2_000, 20_000))
+    readers = args.readers or (1 if args.quick else os.cpu_count() or 1)
     levels = (1_000, 5_000) if args.quick else (1_000, 100_000)
     flat_sample = 50 if args.quick else 1_000
     kinds = ["sqlite"]
@@ -339,37 +379,30 @@ def main() -> int:
     flatness: list[dict[str, object]] = []
     with tempfile.TemporaryDirectory(prefix="pdubot-intake-") as tmp:
         workdir = Path(tmp)
-        print(f"{len(CORPUS_EMAILS)} corpus emails as templates")
+        print(f"{len(CORPUS_EMAILS)} corpus emails as templates; {os.cpu_count()} cores", flush=True)
         for size in sizes:
             emails = write_emails(workdir / f"emails-{size}", size)
             for kind in kinds:
-                forget_registry_index()
-                result = compare(kind, workdir, emails, size)
-                comparisons.append(result)
-                print(f"{kind:<10} {size:>6} emails: ingest {result.ours_seconds:7.1f} s "
-                      f"({result.ours_seconds / size * 1000:5.1f} ms/email), floor {result.floor_seconds:6.1f} s "
-                      f"({result.floor_seconds / size * 1000:4.1f} ms/email), ratio {result.ratio:4.1f}x")
+                comparisons.append(compare(kind, workdir, emails, size, readers))
+                print(comparisons[-1].line(), flush=True)
         sample = write_emails(workdir / "flat", flat_sample, seed=23)
-        for kind in kinds:
-            costs = {}
-            for existing in levels:
-                forget_registry_index()
-                costs[existing] = cost_with_existing(kind, workdir, sample, existing)
+        for kind in [] if args.no_flatness else kinds:
+            costs = {existing: cost_with_existing(kind, workdir, sample, existing) for existing in levels}
             low, high = costs[levels[0]], costs[levels[1]]
             flatness.append({"database": kind, "ms_per_email": {k: round(v * 1000, 2) for k, v in costs.items()},
                              "change": round(high / low, 2)})
-            print(f"{kind:<10} per email with {levels[0]:,} tickets: {low * 1000:.1f} ms; with {levels[1]:,}: "
-                  f"{high * 1000:.1f} ms ({high / low:.2f}x)")
-        slowest = max(comparisons, key=lambda c: c.ours_seconds / c.emails).database
-        forget_registry_index()
-        print(f"\ncProfile of ingest on {slowest} ({flat_sample} emails):")
-        print(profile(slowest, workdir, sample))
+            print(f"{kind:<10} per email with {levels[0]:,} tickets: {low * 1000:.2f} ms; with {levels[1]:,}: "
+                  f"{high * 1000:.2f} ms ({high / low:.2f}x)", flush=True)
+        if not args.no_profile:
+            slowest = max(comparisons, key=lambda c: c.single_seconds / c.emails).database
+            forget_registry_index()
+            print(f"\ncProfile of ingest in one process on {slowest} ({flat_sample} emails):")
+            print(profile(slowest, workdir, sample))
     results = {"corpus_emails": len(CORPUS_EMAILS), "comparisons": [c.as_json() for c in comparisons],
                "flatness": flatness}
     if args.json:
         print(json.dumps(results))
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())

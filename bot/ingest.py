@@ -13,16 +13,19 @@ import os
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
+from multiprocessing.context import BaseContext
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
 
+import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
 from storage.db import make_engine, make_sessionmaker
 from storage.enums import MessageClass, Source
 from workflows.inbox import Arrival, Receipt, receive_batch, understand
 from workflows.policy import MailboxPolicy
+from workflows.matching import registry_index
 from workflows.reading import Reading, read
 
 logger = logging.getLogger(__name__)
@@ -111,12 +114,11 @@ def read_ahead(
     """Arrivals for ``found``, in order, parsed and read by ``readers`` worker processes.
 
     At most a few chunks per reader are in flight, so a backfill far larger than memory streams through.
-    Workers are spawned, not forked: a forked child would share the parent's database connections.
     """
-    url = sessions.kw["bind"].url.render_as_string(hide_password=False)
-    context = multiprocessing.get_context("spawn")
+    engine: sa.Engine = sessions.kw["bind"]
     chunks = [found[i:i + READ_CHUNK] for i in range(0, len(found), READ_CHUNK)]
-    with ProcessPoolExecutor(readers, mp_context=context, initializer=start_reader, initargs=(url, policy)) as pool:
+    with ProcessPoolExecutor(readers, mp_context=reader_context(sessions),
+                             initializer=start_reader, initargs=(engine.url, policy)) as pool:
         in_flight: deque[Future[list[Arrival]]] = deque()
         for chunk in chunks:
             in_flight.append(pool.submit(read_chunk, chunk))
@@ -126,31 +128,47 @@ def read_ahead(
             yield from in_flight.popleft().result()
 
 
+def reader_context(sessions: sessionmaker[Session]) -> BaseContext:
+    """Readers are forked where the platform can, after the registry index is built, so each starts at once
+    with the index in hand; spawning would import the service and build the index again in every reader.
+
+    The engine's pooled connections are closed first: a forked child must never hold a copy of a parent's
+    connection, whose socket or file it would share.
+    """
+    if "fork" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    with sessions() as session:
+        registry_index(session)
+    sessions.kw["bind"].dispose()
+    return multiprocessing.get_context("fork")
+
+
 _reader: tuple[sessionmaker[Session], MailboxPolicy] | None = None
 
 
-def start_reader(url: str, policy: MailboxPolicy) -> None:
+def start_reader(url: sa.URL, policy: MailboxPolicy) -> None:
     """A worker's own engine: the registry it reads against is the one the main process writes to."""
     global _reader
-    _reader = (make_sessionmaker(make_engine(url)), policy)
+    _reader = (make_sessionmaker(make_engine(url.render_as_string(hide_password=False))), policy)
 
 
 def read_chunk(chunk: list[StoredMessage]) -> list[Arrival]:
     assert _reader is not None, "start_reader runs first in every worker"
     sessions, policy = _reader
     arrivals = [understand(stored.read(), policy, stored.ref) for stored in chunk]
-    for arrival in arrivals:
-        if arrival.verdict.classification == MessageClass.REQUEST:
-            arrival.reading = read_or_none(sessions, arrival)
+    with sessions() as session:
+        for arrival in arrivals:
+            if arrival.verdict.classification == MessageClass.REQUEST:
+                arrival.reading = read_or_none(session, arrival)
     return arrivals
 
 
-def read_or_none(sessions: sessionmaker[Session], arrival: Arrival) -> Reading | None:
+def read_or_none(session: Session, arrival: Arrival) -> Reading | None:
     """The reading, or None when the reader fails: the main process then reads it again inside the
     message's transaction, where a failure quarantines the message as it would any intake failure."""
     try:
-        with sessions() as session:
-            return read(session, arrival.parsed)
+        return read(session, arrival.parsed)
     except Exception:
         logger.exception("reading ahead failed for %s; it is read again when filed", arrival.ref)
+        session.rollback()
         return None

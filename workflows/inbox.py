@@ -8,7 +8,7 @@ transaction with ``receive_batch``; it acknowledges nothing, so a crash only mea
 
 Mail filed without answering (a backfill, old mail) is written with plain INSERTs: nothing in that path reads
 the rows back as objects, and the rows no later message looks up (attachments, audit entries, Slack cards)
-are written together at the end (``Pending``). Mail that is answered goes through the ORM, because routing
+are written together at the end (``Batch``). Mail that is answered goes through the ORM, because routing
 works on ticket and message objects.
 """
 
@@ -78,10 +78,12 @@ class Arrival:
 
 
 @dataclass
-class Pending:
-    """Rows that nothing later in the transaction reads back, inserted together just before it commits."""
+class Batch:
+    """What one intake transaction carries from message to message: the rows nothing later reads back,
+    inserted together just before it commits, and the receipts of messages already stored, by dedupe key."""
 
     rows: dict[sa.Table, list[dict[str, Any]]] = field(default_factory=dict)
+    stored: dict[str, Receipt] = field(default_factory=dict)
 
     def add(self, model: type, *rows: dict[str, Any]) -> None:
         self.rows.setdefault(model.__table__, []).extend(rows)  # type: ignore[attr-defined]
@@ -91,6 +93,18 @@ class Pending:
             if rows:
                 session.execute(sa.insert(table), rows)
         self.rows.clear()
+
+    def look_up(self, session: Session, keys: set[str]) -> None:
+        """The messages already stored under any of ``keys``: one query for a batch, not one per message."""
+        query = sa.select(MESSAGES.c.dedupe_key, MESSAGES.c.id, MESSAGES.c.classification, MESSAGES.c.ticket_id)
+        for row in session.execute(query.where(MESSAGES.c.dedupe_key.in_(sorted(keys)))):
+            self.stored[row.dedupe_key] = duplicate_receipt(row.id, row.classification, row.ticket_id)
+
+    def remember(self, parsed: ParsedMail, receipt: Receipt) -> Receipt:
+        """A later copy of ``parsed`` in this transaction is a duplicate of it."""
+        self.stored[parsed.dedupe_key] = duplicate_receipt(receipt.message_pk, receipt.classification,
+                                                           number_to_id(receipt.ticket_number))
+        return receipt
 
 
 def receive(
@@ -166,10 +180,11 @@ def receive_batch(
     """
     try:
         with sessions() as session:
-            pending = Pending()
-            receipts = [file_arrival(session, arrival, source, policy, acknowledge_host, pending)
+            batch = Batch()
+            batch.look_up(session, {arrival.parsed.dedupe_key for arrival in arrivals})
+            receipts = [file_arrival(session, arrival, source, policy, acknowledge_host, batch)
                         for arrival in arrivals]
-            pending.write(session)
+            batch.write(session)
             session.commit()
             return receipts
     except (OperationalError, InterfaceError):
@@ -194,14 +209,18 @@ def inspect(session: Session, raw: bytes, policy: MailboxPolicy) -> dict[str, An
 
 def find_duplicate(session: Session, parsed: ParsedMail) -> Receipt | None:
     """The receipt of the message already stored under ``parsed``'s Message-ID or content hash, if any."""
-    query = sa.select(MESSAGES.c.id, MESSAGES.c.classification, MESSAGES.c.ticket_id).where(
-        MESSAGES.c.dedupe_key == parsed.dedupe_key
-    )
-    earlier = session.execute(query).first()
-    if earlier is None:
-        return None
-    number = earlier.ticket_id + TICKET_NUMBER_OFFSET if earlier.ticket_id is not None else None
-    return Receipt(earlier.id, earlier.classification, number, duplicate=True)
+    batch = Batch()
+    batch.look_up(session, {parsed.dedupe_key})
+    return batch.stored.get(parsed.dedupe_key)
+
+
+def duplicate_receipt(message_pk: int, classification: MessageClass, ticket_id: int | None) -> Receipt:
+    number = ticket_id + TICKET_NUMBER_OFFSET if ticket_id is not None else None
+    return Receipt(message_pk, classification, number, duplicate=True)
+
+
+def number_to_id(ticket_number: int | None) -> int | None:
+    return Ticket.id_for_number(ticket_number) if ticket_number is not None else None
 
 
 def file_arrival(
@@ -210,23 +229,30 @@ def file_arrival(
     source: Source,
     policy: MailboxPolicy,
     acknowledge_host: bool,
-    pending: Pending,
+    batch: Batch,
 ) -> Receipt:
     """Everything intake does with one understood message, inside the caller's transaction."""
-    parsed, verdict = arrival.parsed, arrival.verdict
-    earlier = find_duplicate(session, parsed)
+    parsed = arrival.parsed
+    earlier = batch.stored.get(parsed.dedupe_key)
     if earlier is not None:
         return earlier
+    return batch.remember(parsed, file_new(session, arrival, source, policy, acknowledge_host, batch))
+
+
+def file_new(
+    session: Session, arrival: Arrival, source: Source, policy: MailboxPolicy, acknowledge_host: bool, batch: Batch
+) -> Receipt:
+    parsed, verdict = arrival.parsed, arrival.verdict
     if verdict.classification == MessageClass.UNREADABLE:
-        return file_unreadable(session, parsed, arrival, source, verdict.reason, pending)
+        return file_unreadable(session, parsed, arrival, source, verdict.reason, batch)
     if verdict.classification != MessageClass.REQUEST:
-        message_pk = insert_message(session, message_row(parsed, arrival, source, verdict), parsed.attachments, pending)
+        message_pk = insert_message(session, message_row(parsed, arrival, source, verdict), parsed.attachments, batch)
         record_non_request(session, verdict)
         return Receipt(message_pk, verdict.classification)
     if acknowledge_host and not is_old(parsed, policy):
-        pending.write(session)  # routing reads audit entries and outbox rows back
+        batch.write(session)  # routing reads audit entries and outbox rows back
         return answer_request(session, parsed, arrival, source, policy, verdict)
-    return file_quietly(session, parsed, arrival, source, verdict, pending)
+    return file_quietly(session, parsed, arrival, source, verdict, batch)
 
 
 def is_old(parsed: ParsedMail, policy: MailboxPolicy) -> bool:
@@ -266,10 +292,10 @@ def message_row(
 
 
 def insert_message(
-    session: Session, row: dict[str, Any], attachments: list[AttachmentInfo], pending: Pending
+    session: Session, row: dict[str, Any], attachments: list[AttachmentInfo], batch: Batch
 ) -> int:
     message_pk: int = session.execute(INSERT_MESSAGE, row).scalar_one()
-    pending.add(Attachment, *({"message_pk": message_pk, **attachment_row(a)} for a in attachments))
+    batch.add(Attachment, *({"message_pk": message_pk, **attachment_row(a)} for a in attachments))
     return message_pk
 
 
@@ -295,25 +321,25 @@ def reading_values(reading: Reading) -> dict[str, Any]:
 
 
 def file_quietly(
-    session: Session, parsed: ParsedMail, arrival: Arrival, source: Source, verdict: Verdict, pending: Pending
+    session: Session, parsed: ParsedMail, arrival: Arrival, source: Source, verdict: Verdict, batch: Batch
 ) -> Receipt:
     """A request filed for staff without answering the host: a follow-up joins its ticket, anything else
     opens one, already in the status its reading calls for, with its card queued for staff."""
     ticket_id = find_ticket_id(session, parsed)
     if ticket_id is not None:
         message = message_row(parsed, arrival, source, verdict, ticket_id)
-        message_pk = insert_message(session, message, parsed.attachments, pending)
-        pending.add(AuditEntry, follow_up_row(ticket_id, message))
+        message_pk = insert_message(session, message, parsed.attachments, batch)
+        batch.add(AuditEntry, follow_up_row(ticket_id, message))
         return Receipt(message_pk, verdict.classification, ticket_id + TICKET_NUMBER_OFFSET)
     reading = arrival.reading or read(session, parsed)
     message = message_row(parsed, arrival, source, verdict)
     ticket_id = session.execute(INSERT_TICKET, ticket_row(
         message, reading.kind, reading.status, **reading_values(reading))).scalar_one()
     message["ticket_id"] = ticket_id
-    message_pk = insert_message(session, message, parsed.attachments, pending)
-    pending.add(AuditEntry, audit_row(ticket_id, "created", f"host:{message['from_addr']}", after=reading.as_json()),
+    message_pk = insert_message(session, message, parsed.attachments, batch)
+    batch.add(AuditEntry, audit_row(ticket_id, "created", f"host:{message['from_addr']}", after=reading.as_json()),
                 status_row(ticket_id, TicketStatus.NEW, reading.status, SYSTEM_ACTOR, QUIET_FILING))
-    pending.add(OutboxItem, card_row(ticket_id))
+    batch.add(OutboxItem, card_row(ticket_id))
     return Receipt(message_pk, verdict.classification, ticket_id + TICKET_NUMBER_OFFSET, new_ticket=True)
 
 
@@ -363,16 +389,16 @@ def record_non_request(session: Session, verdict: Verdict) -> None:
 
 
 def file_unreadable(
-    session: Session, parsed: ParsedMail, arrival: Arrival, source: Source, reason: str, pending: Pending
+    session: Session, parsed: ParsedMail, arrival: Arrival, source: Source, reason: str, batch: Batch
 ) -> Receipt:
     """A message that cannot be read is never dropped: staff get it, with its raw bytes and the reason."""
     message = message_row(parsed, arrival, source, Verdict(MessageClass.UNREADABLE, reason))
     ticket_id = session.execute(INSERT_TICKET, ticket_row(
         message, TicketKind.UNREADABLE, TicketStatus.OPEN, reason=reason)).scalar_one()
     message["ticket_id"] = ticket_id
-    message_pk = insert_message(session, message, parsed.attachments, pending)
-    pending.add(AuditEntry, audit_row(ticket_id, "created", SYSTEM_ACTOR, detail=reason))
-    pending.add(OutboxItem, card_row(ticket_id))
+    message_pk = insert_message(session, message, parsed.attachments, batch)
+    batch.add(AuditEntry, audit_row(ticket_id, "created", SYSTEM_ACTOR, detail=reason))
+    batch.add(OutboxItem, card_row(ticket_id))
     return Receipt(message_pk, MessageClass.UNREADABLE, ticket_id + TICKET_NUMBER_OFFSET, new_ticket=True)
 
 
@@ -384,8 +410,8 @@ def quarantine(
         earlier = find_duplicate(session, parsed)
         if earlier is not None:
             return earlier
-        pending = Pending()
-        receipt = file_unreadable(session, parsed, arrival, source, reason[:4000], pending)
-        pending.write(session)
+        batch = Batch()
+        receipt = file_unreadable(session, parsed, arrival, source, reason[:4000], batch)
+        batch.write(session)
         session.commit()
         return receipt
