@@ -178,7 +178,7 @@ class BulkSender:
 
     One sending thread per connection claims rows for itself: a batch at a time, smaller as the due rows
     run out (guided self-scheduling), so no connection sits idle at the end while another works through
-    a large batch.
+    a large batch. A sender serves one ``send``; ``send_mailing`` makes a new one each time.
     """
 
     def __init__(
@@ -191,7 +191,7 @@ class BulkSender:
         max_attempts: int = 8,
         flush_seconds: float = 0.2,
         on_progress: ProgressHook | None = None,
-        min_batch: int = 10,
+        min_batch: int = 25,
     ) -> None:
         self.sessions = sessions
         self.transport_factory = transport_factory
@@ -252,7 +252,7 @@ class BulkSender:
 
     def _next_batch_size(self) -> int:
         with self._lock:
-            size = max(self.min_batch, min(self.batch_size, self._unclaimed // (2 * self.connections)))
+            size = max(self.min_batch, min(self.batch_size, self._unclaimed // self.connections))
             self._unclaimed = max(0, self._unclaimed - size)
             return size
 

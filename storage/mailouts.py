@@ -102,14 +102,17 @@ def _due(mailing_id: int, now: dt.datetime) -> sa.ColumnElement[bool]:
                       sa.or_(Delivery.next_attempt_at.is_(None), Delivery.next_attempt_at <= now))
     # A sender that died mid-batch leaves its lease behind; once it runs out those rows are due again.
     abandoned = sa.and_(Delivery.status == DeliveryStatus.SENDING, Delivery.claimed_until < now)
-    return sa.and_(Delivery.mailing_id == mailing_id, sa.or_(pending, abandoned))
+    # The IN repeats what the OR says, so the (mailing_id, status) index finds the rows without reading the sent ones.
+    live = Delivery.status.in_([DeliveryStatus.PENDING, DeliveryStatus.SENDING])
+    return sa.and_(Delivery.mailing_id == mailing_id, live, sa.or_(pending, abandoned))
 
 
 def claim_deliveries(session: Session, mailing_id: int, limit: int, lease: dt.timedelta) -> list[tuple[int, str, str]]:
     """Lease up to ``limit`` due rows to this caller and commit; returns (id, email, name) of the rows won."""
     now = utcnow()
     claim = uuid.uuid4().hex
-    candidates = sa.select(Delivery.id).where(_due(mailing_id, now)).order_by(Delivery.id).limit(limit)
+    # In the index's own order, so a claim reads only the rows it takes rather than sorting every due row.
+    candidates = sa.select(Delivery.id).where(_due(mailing_id, now)).order_by(Delivery.status, Delivery.id).limit(limit)
     if session.get_bind().dialect.name == "postgresql":
         candidates = candidates.with_for_update(skip_locked=True)
     ids = list(session.scalars(candidates))
@@ -125,7 +128,8 @@ def claim_deliveries(session: Session, mailing_id: int, limit: int, lease: dt.ti
     )
     session.commit()
     won = session.execute(
-        sa.select(Delivery.id, Delivery.email, Delivery.name).where(Delivery.claim == claim).order_by(Delivery.id)
+        sa.select(Delivery.id, Delivery.email, Delivery.name).where(Delivery.id.in_(ids), Delivery.claim == claim)
+        .order_by(Delivery.id)
     )
     return [(row.id, row.email, row.name) for row in won]
 

@@ -1,8 +1,10 @@
-"""The bulk sender's threads: each claims its own rows over its own reused connection, and stops cleanly."""
+"""The bulk sender: threads that each claim their own rows over a reused connection, and exact personal copies."""
 
 from __future__ import annotations
 
 import asyncio
+import email
+import email.policy
 from collections import Counter
 from typing import Any
 
@@ -14,6 +16,9 @@ from storage.enums import DeliveryStatus
 from storage.mailouts import Delivery
 from tests.servers import SinkHandler, free_port
 from tests.test_newsletter import add_subscribers, approved_edition, delivered_to, jobs_for
+from workflows.bulkmail import UNSUBSCRIBE_PLACEHOLDER, build_bulk_message
+from workflows.policy import MailboxPolicy
+from workflows.unsubscribe import make_token, unsubscribe_url
 
 
 class PeerSink(SinkHandler):
@@ -83,3 +88,16 @@ def test_it_stops_when_the_relay_keeps_deferring_and_gives_back_every_row_it_hel
         controller.stop()
     assert (second["sent"], second["remaining"]) == (200, 0)
     assert delivered_to(relay) == Counter(readers)
+
+
+def test_it_encodes_each_copy_exactly_as_encoding_the_whole_body_would():
+    policy = MailboxPolicy()
+    text = ("Caf\u00e9 news " * 40 + f"\n{UNSUBSCRIBE_PLACEHOLDER}\n" + "x" * 57 + UNSUBSCRIBE_PLACEHOLDER + "\nEnd.\n")
+    html = f"<p>{UNSUBSCRIBE_PLACEHOLDER}</p>" + "<p>" + "y" * 500 + f'<a href="{UNSUBSCRIBE_PLACEHOLDER}">x</a></p>'
+    message = build_bulk_message(policy, "Subject", text, html, "https://pdubot.opi.mt.gov", b"secret")
+    for address in ("a@b.org", "a.much.longer.address.than.the.first@example.org"):
+        copy = email.message_from_bytes(message.personalize(address, "R\u00e9ader"), policy=email.policy.default)
+        url = unsubscribe_url("https://pdubot.opi.mt.gov", make_token(b"secret", address))
+        plain, rich = (copy.get_body(preferencelist=(kind,)).get_payload(decode=True) for kind in ("plain", "html"))
+        assert plain == text.replace(UNSUBSCRIBE_PLACEHOLDER, url).replace("\n", "\r\n").encode()
+        assert rich == html.replace(UNSUBSCRIBE_PLACEHOLDER, url).encode()

@@ -25,6 +25,7 @@ from workflows.unsubscribe import make_token, unsubscribe_url
 # escaping nor URL handling changes, so it survives the templates byte for byte.
 UNSUBSCRIBE_PLACEHOLDER = "@@PDUBOT_UNSUBSCRIBE_URL@@"
 LIST_ID = "PLP Insider <plp-insider.{domain}>"
+LINE_BYTES = 57  # base64 makes each 57 bytes one line of 76 characters
 
 
 def _fold(name: str, value: str) -> bytes:
@@ -37,12 +38,34 @@ def _base64_lines(data: bytes) -> bytes:
 
 
 @dataclass(frozen=True)
+class SplitBody:
+    """A body part, split where each subscriber's unsubscribe URL goes, with what every copy shares encoded once.
+
+    Base64 encodes each line of 57 bytes on its own, so the whole lines before the first URL are the same in
+    every copy; only the rest is encoded per subscriber (most of an edition comes before its footer link).
+    """
+
+    encoded_start: bytes
+    pieces: tuple[bytes, ...]  # the rest of the body, split where the URL goes
+
+    @classmethod
+    def of(cls, body: str) -> SplitBody:
+        pieces = _split(body.replace("\r\n", "\n").replace("\n", "\r\n"))
+        shared = len(pieces[0]) // LINE_BYTES * LINE_BYTES
+        return cls(_base64_lines(pieces[0][:shared]), (pieces[0][shared:], *pieces[1:]))
+
+    def encode(self, url: str) -> bytes:
+        """The part in base64 with ``url`` in place, exactly as encoding the whole of it would give."""
+        return self.encoded_start + _base64_lines(url.encode("utf-8").join(self.pieces))
+
+
+@dataclass(frozen=True)
 class BulkMessage:
     """One mailing, rendered once. ``personalize`` makes a subscriber's copy with no template work."""
 
     head: bytes  # the header fields every copy shares
-    text: tuple[bytes, ...]  # the plain-text body, split where the unsubscribe URL goes
-    html: tuple[bytes, ...]
+    text: SplitBody  # the plain-text body
+    html: SplitBody
     boundary: bytes
     id_domain: str
     mailbox: str
@@ -65,15 +88,13 @@ class BulkMessage:
             # RFC 8058 section 3.1: the https URI for the one-click POST, and a mailto for older clients.
             f"List-Unsubscribe: <{url}>,\r\n <{mailto}>\r\n".encode("utf-8"),
         ))
-        text = url.encode("utf-8").join(self.text)
-        html = str(escape(url)).encode("utf-8").join(self.html)
         b = self.boundary
         return b"".join((
             head, b"\r\n",
             b"--", b, b"\r\nContent-Type: text/plain; charset=\"utf-8\"\r\nContent-Transfer-Encoding: base64\r\n\r\n",
-            _base64_lines(text),
+            self.text.encode(url),
             b"--", b, b"\r\nContent-Type: text/html; charset=\"utf-8\"\r\nContent-Transfer-Encoding: base64\r\n\r\n",
-            _base64_lines(html),
+            self.html.encode(str(escape(url))),
             b"--", b, b"--\r\n",
         ))
 
@@ -98,8 +119,8 @@ def build_bulk_message(
     head = b"".join(_fold(name, str(value)) for name, value in shared.items())
     return BulkMessage(
         head=head,
-        text=_split(text.replace("\r\n", "\n").replace("\n", "\r\n")),
-        html=_split(html.replace("\r\n", "\n").replace("\n", "\r\n")),
+        text=SplitBody.of(text),
+        html=SplitBody.of(html),
         boundary=boundary.encode("ascii"),
         id_domain=policy.domain,
         mailbox=policy.address,
