@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import email
+import email.parser
 import email.policy
 import email.utils
 import logging
@@ -283,7 +284,10 @@ def make_transport(relay_url: str | None, maildir: Path) -> MailTransport:
 
 
 def envelope_recipients(raw: bytes) -> list[str]:
-    headers = email.message_from_bytes(raw.split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0], policy=email.policy.default)
+    """Every address in To, Cc and Bcc. The raw header values are enough for the addresses, and reading them
+    with compat32 costs a tenth of parsing every header into objects, which on the event loop held it up."""
+    head = raw.split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0]
+    headers = email.parser.BytesHeaderParser(policy=email.policy.compat32).parsebytes(head)
     values = [str(v) for name in ("to", "cc", "bcc") for v in headers.get_all(name, [])]
     return [addr for _, addr in email.utils.getaddresses(values) if "@" in addr]
 

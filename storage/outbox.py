@@ -11,6 +11,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, Session, deferred, mapped_column
+from sqlalchemy.orm.attributes import set_committed_value
 
 from storage.base import Base, enum_column, utcnow
 from storage.enums import Channel, OutboxStatus
@@ -76,17 +77,16 @@ def claim_due(session: Session, channel: Channel, limit: int, lease: dt.timedelt
     return list(rows)
 
 
-def first_unfinished(session: Session, channel: Channel, after: int = 0) -> OutboxItem | None:
-    """The oldest row of ``channel`` (past id ``after``) not yet sent, failed or skipped: the head of an
-    in-order queue."""
+def unfinished(session: Session, channel: Channel, limit: int) -> list[OutboxItem]:
+    """The oldest ``limit`` rows of ``channel`` not yet sent, failed or skipped, in order: the head of an in-order
+    queue and what follows it."""
     query = (
         sa.select(OutboxItem)
-        .where(OutboxItem.channel == channel, OutboxItem.id > after,
-               OutboxItem.status.in_([OutboxStatus.PENDING, OutboxStatus.SENDING]))
+        .where(OutboxItem.channel == channel, OutboxItem.status.in_([OutboxStatus.PENDING, OutboxStatus.SENDING]))
         .order_by(OutboxItem.id)
-        .limit(1)
+        .limit(limit)
     )
-    return session.scalar(query)
+    return list(session.scalars(query))
 
 
 def is_due(item: OutboxItem, now: dt.datetime) -> bool:
@@ -96,17 +96,20 @@ def is_due(item: OutboxItem, now: dt.datetime) -> bool:
 
 
 def claim_row(session: Session, item: OutboxItem, lease: dt.timedelta) -> bool:
-    """Lease one due row to this worker; False when it is not due or another worker leased it. The caller commits."""
+    """Lease one due row to this worker; False when it is not due or another worker leased it. The caller commits.
+    ``item`` then carries the claim as the database has it (its attempts fence the claim)."""
     now = utcnow()
-    result = session.execute(
+    attempts = session.scalar(
         sa.update(OutboxItem)
         .where(OutboxItem.id == item.id, _due(item.channel, now))
         .values(status=OutboxStatus.SENDING, claimed_until=now + lease, attempts=OutboxItem.attempts + 1)
+        .returning(OutboxItem.attempts)
         .execution_options(synchronize_session=False)
     )
-    if result.rowcount != 1:
+    if attempts is None:
         return False
-    session.refresh(item)
+    for name, value in (("status", OutboxStatus.SENDING), ("claimed_until", now + lease), ("attempts", attempts)):
+        set_committed_value(item, name, value)
     return True
 
 

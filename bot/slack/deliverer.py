@@ -36,7 +36,7 @@ from bot.slack.text import THREAD_TEXT_LIMIT, escape, fold
 from storage.base import utcnow
 from storage.documents import StoredDocument
 from storage.enums import OPEN_STATUSES, Channel, OutboxStatus
-from storage.outbox import OutboxItem, claim_row, first_unfinished, give_back, is_due, mark_retry, settle
+from storage.outbox import OutboxItem, claim_row, give_back, is_due, mark_retry, settle, unfinished
 from storage.tickets import Ticket
 from workflows.staff import StaffPost
 
@@ -201,10 +201,8 @@ class SlackDeliverer:
         posted in the same run, and after a card claimed ahead of the thread line waiting for it."""
         run: list[Step] = []
         new_cards: set[int | None] = set()
-        after = 0
-        while len(run) < limit:
-            head = first_unfinished(session, Channel.SLACK, after)
-            if head is None or not is_due(head, utcnow()) or (run and head.ticket_id in new_cards):
+        for head in unfinished(session, Channel.SLACK, limit):  # a skipped head is settled: the next is next
+            if len(run) == limit or not is_due(head, utcnow()) or (run and head.ticket_id in new_cards):
                 break
             plan = self._plan(session, head)
             if plan is Hold.SKIPPED:
@@ -217,7 +215,6 @@ class SlackDeliverer:
                 break  # the thread line at the head goes in the next run, once the card's ts is kept
             if step.card is not None and not step.slack_ts:
                 new_cards.add(plan.ticket_id)
-            after = plan.id
         return run
 
     def _plan(self, session: Session, head: OutboxItem) -> OutboxItem | Hold:
