@@ -7,7 +7,11 @@ In one run, against one aiosmtpd server on loopback (its own process, so it has 
               pooled connections), exactly as ``pdubot newsletter send`` does it;
   (c) naive:  a loop that opens one connection per message (timed on a sample);
 
-    python benchmarks/mailout.py            # 10,000 subscribers
+The machine is shared, and its load moves from one minute to the next, so the smtplib blast and the edition
+send are measured in rounds, each blast right before a send of a new edition to the same list; every
+round's ratio is against the limit measured in that round.
+
+    python benchmarks/mailout.py            # 10,000 subscribers, 3 rounds
     python benchmarks/mailout.py --quick    # 500 subscribers, for CI
 """
 
@@ -19,6 +23,7 @@ import json
 import os
 import smtplib
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -85,7 +90,8 @@ def start_server(workdir: Path) -> tuple[subprocess.Popen[bytes], int]:
     return process, int(port_file.read_text())
 
 
-def setup_database(workdir: Path, subscribers: int) -> tuple[object, int]:
+def setup_database(workdir: Path, subscribers: int, editions: int = 1) -> tuple[object, list[int]]:
+    """A database with ``subscribers`` confirmed readers and ``editions`` approved editions (their ids)."""
     from storage.base import utcnow
     from storage.db import make_engine, make_sessionmaker, upgrade
     from storage.enums import SubscriberStatus
@@ -98,11 +104,14 @@ def setup_database(workdir: Path, subscribers: int) -> tuple[object, int]:
     with sessions() as session:
         session.add_all(Subscriber(email=f"reader{n:05d}@example.org", name=f"Reader {n}",
                                    status=SubscriberStatus.CONFIRMED) for n in range(subscribers))
-        mailing = prepare_edition(session, EDITION, "bench", "PLP Insider: planning professional learning that lasts",
-                                  actor="benchmark")
-        approve_edition(session, "bench", "benchmark", utcnow())
+        mailings = []
+        for n in range(editions):
+            key = f"bench-{n + 1}"
+            mailings.append(prepare_edition(session, EDITION, key, "PLP Insider: planning professional learning "
+                                            "that lasts", actor="benchmark"))
+            approve_edition(session, key, "benchmark", utcnow())
         session.commit()
-        return sessions, mailing.id
+        return sessions, [mailing.id for mailing in mailings]
 
 
 async def blast(port: int, messages: list[tuple[str, bytes]], sender: str, connections: int) -> int:
@@ -155,7 +164,7 @@ def timed(work) -> tuple[int, float]:  # noqa: ANN001
     return count, time.perf_counter() - start
 
 
-def run(subscribers: int, connections: int, naive_sample: int) -> dict[str, object]:
+def run(subscribers: int, connections: int, naive_sample: int, rounds: int) -> dict[str, object]:
     from bot.mailout import bulk_message_for, bulk_transport, send_mailing
     from workflows.policy import MailboxPolicy
 
@@ -164,8 +173,8 @@ def run(subscribers: int, connections: int, naive_sample: int) -> dict[str, obje
         workdir = Path(tmp)
         server, port = start_server(workdir)
         try:
-            sessions, mailing_id = setup_database(workdir, subscribers)
-            message = bulk_message_for(sessions, mailing_id, policy, public_url, secret)
+            sessions, mailing_ids = setup_database(workdir, subscribers, rounds)
+            message = bulk_message_for(sessions, mailing_ids[0], policy, public_url, secret)
             rendered = [(f"reader{n:05d}@example.org", message.personalize(f"reader{n:05d}@example.org"))
                         for n in range(subscribers)]
             a_count, a_seconds = timed(lambda: asyncio.run(blast(port, rendered, policy.address, connections)))
@@ -173,34 +182,42 @@ def run(subscribers: int, connections: int, naive_sample: int) -> dict[str, obje
             def relay():  # noqa: ANN202
                 return bulk_transport(f"smtp://127.0.0.1:{port}", workdir / "unused")
 
-            report = None
+            reports = []
 
-            def send() -> int:
-                nonlocal report
-                report = asyncio.run(send_mailing(sessions, mailing_id, policy, public_url, secret, relay, connections))
-                return report.sent
+            def send(mailing_id: int) -> int:
+                reports.append(asyncio.run(send_mailing(sessions, mailing_id, policy, public_url, secret, relay,
+                                                        connections)))
+                return reports[-1].sent
 
-            b_count, b_seconds = timed(send)
+            measured = []
+            for mailing_id in mailing_ids:
+                blasted = timed(lambda: threaded_blast(port, rendered, policy.address, connections))
+                measured.append((blasted, timed(lambda: send(mailing_id))))  # noqa: B023 (called at once)
             sample = rendered[:naive_sample]
             c_count, c_seconds = timed(lambda: asyncio.run(naive(port, sample, policy.address)))
-            t_count, t_seconds = timed(lambda: threaded_blast(port, rendered, policy.address, connections))
         finally:
             server.terminate()
             server.wait(10)
-    # The practical limit is what the server accepts from the faster of the two clients.
-    rates = {"blast": max(a_count / a_seconds, t_count / t_seconds), "send": b_count / b_seconds,
-             "naive": c_count / c_seconds, "threaded_blast": t_count / t_seconds, "asyncio_blast": a_count / a_seconds}
+    asyncio_rate = a_count / a_seconds
+    per_round = [{"threaded_blast": t_count / t_seconds, "send": b_count / b_seconds,
+                  # The practical limit is what the server accepts from the faster of the two clients.
+                  "ratio": b_count / b_seconds / max(asyncio_rate, t_count / t_seconds)}
+                 for (t_count, t_seconds), (b_count, b_seconds) in measured]
+    rates = {"blast": max(asyncio_rate, *(r["threaded_blast"] for r in per_round)),
+             "send": max(r["send"] for r in per_round), "naive": c_count / c_seconds,
+             "threaded_blast": max(r["threaded_blast"] for r in per_round), "asyncio_blast": asyncio_rate}
     return {
         "subscribers": subscribers,
         "connections": connections,
         "message_bytes": len(rendered[0][1]),
-        "delivered": {"blast": a_count, "send": b_count, "naive": c_count},
-        "seconds": {"blast": round(a_seconds, 3), "send": round(b_seconds, 3), "naive": round(c_seconds, 3),
-                    "threaded_blast": round(t_seconds, 3)},
-        "per_second": {k: round(v, 1) for k, v in rates.items()},
-        "send_vs_blast": round(rates["send"] / rates["blast"], 3),
+        "delivered": {"blast": min(t_count for (t_count, _), _ in measured),
+                      "send": min(b_count for _, (b_count, _) in measured), "naive": c_count},
+        "rounds": [{k: round(v, 3 if k == "ratio" else 1) for k, v in r.items()} for r in per_round],
+        "per_second": {k: round(v, 1) for k, v in rates.items()},  # the best of the rounds, for each
+        "send_vs_blast_per_round_median": round(statistics.median(r["ratio"] for r in per_round), 3),
+        "send_vs_blast": round(rates["send"] / rates["blast"], 3),  # best send against the best limit
         "send_vs_naive": round(rates["send"] / rates["naive"], 2),
-        "send_report": report.as_json() if report else None,
+        "send_report": reports[-1].as_json(),
         "load_average": [round(x, 1) for x in os.getloadavg()],  # the machine is shared: say how busy it was
     }
 
@@ -210,6 +227,7 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="500 subscribers, for CI")
     parser.add_argument("--subscribers", type=int, default=None)
     parser.add_argument("--connections", type=int, default=4)
+    parser.add_argument("--rounds", type=int, default=3, help="blast-then-send rounds, each with a new edition")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     parser.add_argument("--serve", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -218,17 +236,21 @@ def main() -> int:
         return 0
     subscribers = args.subscribers or (500 if args.quick else 10_000)
     os.environ.setdefault("LOG_LEVEL", "WARNING")
-    results = run(subscribers, args.connections, naive_sample=min(subscribers, 300 if args.quick else 1000))
+    results = run(subscribers, args.connections, min(subscribers, 300 if args.quick else 1000), max(1, args.rounds))
     if args.json:
         print(json.dumps(results))
     else:
-        rate, secs = results["per_second"], results["seconds"]
+        rate = results["per_second"]
         print(f"{subscribers} subscribers, {args.connections} connections, {results['message_bytes']} bytes a message")
-        print(f"(a) blast, pre-rendered, reused connections: {rate['blast']:8.1f} msg/s (the faster client)")
+        for n, r in enumerate(results["rounds"], 1):
+            print(f"round {n}: (a) smtplib blast {r['threaded_blast']:8.1f} msg/s, (b) edition send "
+                  f"{r['send']:8.1f} msg/s, (b)/(a) = {r['ratio']}")
+        print(f"(a) blast, best of the rounds:               {rate['blast']:8.1f} msg/s (the faster client)")
         print(f"    from aiosmtplib: {rate['asyncio_blast']:8.1f} msg/s; from smtplib threads: {rate['threaded_blast']:8.1f} msg/s")
-        print(f"(b) edition send (pdubot):                   {rate['send']:8.1f} msg/s ({secs['send']} s)")
-        print(f"(c) naive, one connection per message:      {rate['naive']:8.1f} msg/s ({secs['naive']} s, sample)")
-        print(f"(b)/(a) = {results['send_vs_blast']}, (b)/(c) = {results['send_vs_naive']}")
+        print(f"(b) edition send, best of the rounds:        {rate['send']:8.1f} msg/s")
+        print(f"(c) naive, one connection per message:      {rate['naive']:8.1f} msg/s (sample)")
+        print(f"(b)/(a): median of the rounds {results['send_vs_blast_per_round_median']}, best against best "
+              f"{results['send_vs_blast']}; (b)/(c) = {results['send_vs_naive']}")
         print(f"load average at the end (1, 5, 15 min): {results['load_average']}")
     delivered = results["delivered"]
     return 0 if delivered["blast"] == delivered["send"] == subscribers else 1
