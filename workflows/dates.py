@@ -10,8 +10,6 @@ import datetime as dt
 import re
 from dataclasses import dataclass
 
-from dateutil import parser as date_parser
-
 MONTH = (
     r"(?:jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?|sept?(?:ember)?|"
     r"oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)"
@@ -41,6 +39,7 @@ _PATTERNS = (
         re.IGNORECASE,
     ),
 )
+MONTH_NUMBERS = {name: n for n, name in enumerate("jan feb mar apr may jun jul aug sep oct nov dec".split(), start=1)}
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 RELATIVE_DAYS = {"yesterday": -1, "today": 0, "tonight": 0, "tomorrow": 1}
 
@@ -104,7 +103,8 @@ def _day(value: str) -> int:
 
 
 def _month_number(name: str) -> int:
-    return date_parser.parse(f"{name[:3]} 1 2000").month
+    """"Sept", "October", "dec" → 9, 10, 12: every name ``MONTH`` matches starts with its abbreviation."""
+    return MONTH_NUMBERS[name[:3].casefold()]  # casefold: IGNORECASE also lets "ſ" match "s"
 
 
 def find_dates(text: str, sent_on: dt.date) -> list[DateMention]:

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 from storage.enums import TicketKind
 from storage.registry import Event, Host
 from workflows.dates import DateMention
+from workflows.literals import lowered, may_match, required_words
 from workflows.matching import HostMatch, RegistryIndex
 from workflows.parsing import ParsedMail
 
@@ -24,21 +25,28 @@ class Cue:
     """A phrase that suggests a kind. Weights add up; the kind with the highest total wins.
 
     With ``also``, both phrases must appear ("we held it" and "no certificates"); two plain searches
-    are much cheaper than one pattern that spans the text between them.
+    are much cheaper than one pattern that spans the text between them. ``needs`` and ``also_needs``
+    are the words each pattern cannot match without: a text with none of them is not searched.
     """
 
     pattern: re.Pattern[str]
     weight: float
     also: re.Pattern[str] | None = None
+    needs: frozenset[str] = frozenset()
+    also_needs: frozenset[str] = frozenset()
 
     def search(self, text: str) -> bool:
-        return bool(self.pattern.search(text)) and (self.also is None or bool(self.also.search(text)))
+        words = lowered(text)
+        if not may_match(self.needs, words) or not self.pattern.search(text):
+            return False
+        return self.also is None or (may_match(self.also_needs, words) and bool(self.also.search(text)))
 
 
 def cue(regex: str, weight: float, also: str | None = None) -> Cue:
     """A case-blind cue whose ``.`` crosses line breaks, since hosts' sentences are often wrapped."""
     flags = re.IGNORECASE | re.DOTALL
-    return Cue(re.compile(regex, flags), weight, re.compile(also, flags) if also else None)
+    pattern, second = re.compile(regex, flags), re.compile(also, flags) if also else None
+    return Cue(pattern, weight, second, required_words(pattern), required_words(second) if second else frozenset())
 
 
 class Approval(str, enum.Enum):
