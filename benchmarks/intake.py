@@ -359,13 +359,14 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="small sizes, for the test suite")
     parser.add_argument("--sqlite-only", action="store_true", help="skip PostgreSQL")
-    parser.add_argument("--sizes", type=int, nargs="+", help="how many emails to compare (default 2,000 and 20,000)")
+    parser.add_argument("--sizes", type=int, nargs="*",
+                        help="how many emails to compare (default 2,000 and 20,000; none: flatness and profile only)")
     parser.add_argument("--readers", type=int, help="reader processes (default: one per core, as pdubot ingest)")
     parser.add_argument("--no-flatness", action="store_true", help="skip the runs with tickets already stored")
     parser.add_argument("--no-profile", action="store_true", help="skip the cProfile run")
     parser.add_argument("--json", action="store_true", help="print the results as one JSON line at the end")
     args = parser.parse_args()
-    sizes = args.sizes or ((100,) if args.quick else (2_000, 20_000))
+    sizes = args.sizes if args.sizes is not None else (100,) if args.quick else (2_000, 20_000)
     readers = args.readers or (1 if args.quick else os.cpu_count() or 1)
     levels = (1_000, 5_000) if args.quick else (1_000, 100_000)
     flat_sample = 50 if args.quick else 1_000
@@ -394,7 +395,7 @@ def main() -> int:
             print(f"{kind:<10} per email with {levels[0]:,} tickets: {low * 1000:.2f} ms; with {levels[1]:,}: "
                   f"{high * 1000:.2f} ms ({high / low:.2f}x)", flush=True)
         if not args.no_profile:
-            slowest = max(comparisons, key=lambda c: c.single_seconds / c.emails).database
+            slowest = max(comparisons, key=lambda c: c.single_seconds / c.emails).database if comparisons else kinds[-1]
             forget_registry_index()
             print(f"\ncProfile of ingest in one process on {slowest} ({flat_sample} emails):")
             print(profile(slowest, workdir, sample))

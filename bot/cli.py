@@ -19,7 +19,7 @@ from bot.delivery import EmailDeliverer, make_transport
 from bot.ingest import default_readers, find_messages, take_in
 from bot.runtime import Runtime, SchemaNotCurrent, configure_logging
 from bot.service import Part, Service
-from storage.enums import MessageClass, Source
+from storage.enums import MessageClass
 from storage.registry import Event
 from storage.tickets import Message, Ticket
 from workflows.inbox import inspect

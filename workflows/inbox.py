@@ -91,13 +91,13 @@ class Batch:
     def write(self, session: Session) -> None:
         for table, rows in self.rows.items():
             if rows:
-                session.execute(sa.insert(table), rows)
+                session.connection().execute(sa.insert(table), rows)
         self.rows.clear()
 
     def look_up(self, session: Session, keys: set[str]) -> None:
         """The messages already stored under any of ``keys``: one query for a batch, not one per message."""
         query = sa.select(MESSAGES.c.dedupe_key, MESSAGES.c.id, MESSAGES.c.classification, MESSAGES.c.ticket_id)
-        for row in session.execute(query.where(MESSAGES.c.dedupe_key.in_(sorted(keys)))):
+        for row in session.connection().execute(query.where(MESSAGES.c.dedupe_key.in_(sorted(keys)))):
             self.stored[row.dedupe_key] = duplicate_receipt(row.id, row.classification, row.ticket_id)
 
     def remember(self, parsed: ParsedMail, receipt: Receipt) -> Receipt:
@@ -294,9 +294,14 @@ def message_row(
 def insert_message(
     session: Session, row: dict[str, Any], attachments: list[AttachmentInfo], batch: Batch
 ) -> int:
-    message_pk: int = session.execute(INSERT_MESSAGE, row).scalar_one()
+    message_pk: int = session.connection().execute(INSERT_MESSAGE, row).scalar_one()
     batch.add(Attachment, *({"message_pk": message_pk, **attachment_row(a)} for a in attachments))
     return message_pk
+
+
+def insert_ticket(session: Session, row: dict[str, Any]) -> int:
+    ticket_id: int = session.connection().execute(INSERT_TICKET, row).scalar_one()
+    return ticket_id
 
 
 def attachment_row(attachment: AttachmentInfo) -> dict[str, Any]:
@@ -333,8 +338,7 @@ def file_quietly(
         return Receipt(message_pk, verdict.classification, ticket_id + TICKET_NUMBER_OFFSET)
     reading = arrival.reading or read(session, parsed)
     message = message_row(parsed, arrival, source, verdict)
-    ticket_id = session.execute(INSERT_TICKET, ticket_row(
-        message, reading.kind, reading.status, **reading_values(reading))).scalar_one()
+    ticket_id = insert_ticket(session, ticket_row(message, reading.kind, reading.status, **reading_values(reading)))
     message["ticket_id"] = ticket_id
     message_pk = insert_message(session, message, parsed.attachments, batch)
     batch.add(AuditEntry, audit_row(ticket_id, "created", f"host:{message['from_addr']}", after=reading.as_json()),
@@ -393,8 +397,7 @@ def file_unreadable(
 ) -> Receipt:
     """A message that cannot be read is never dropped: staff get it, with its raw bytes and the reason."""
     message = message_row(parsed, arrival, source, Verdict(MessageClass.UNREADABLE, reason))
-    ticket_id = session.execute(INSERT_TICKET, ticket_row(
-        message, TicketKind.UNREADABLE, TicketStatus.OPEN, reason=reason)).scalar_one()
+    ticket_id = insert_ticket(session, ticket_row(message, TicketKind.UNREADABLE, TicketStatus.OPEN, reason=reason))
     message["ticket_id"] = ticket_id
     message_pk = insert_message(session, message, parsed.attachments, batch)
     batch.add(AuditEntry, audit_row(ticket_id, "created", SYSTEM_ACTOR, detail=reason))
