@@ -241,3 +241,24 @@ def test_it_ignores_a_worker_that_records_a_row_after_another_took_it_over(sessi
         assert settle(session, second.id, OutboxStatus.SENT, attempts=second.attempts)
         session.commit()
     assert rows(sessions) == [("host0@example.org", OutboxStatus.SENT, 2)]
+
+
+def test_it_blames_a_message_the_relay_drops_twice_and_sends_the_rest(sessions, mail):
+    queue_acks(sessions, mail, 3)
+
+    async def go(port: int) -> None:
+        deliverer = EmailDeliverer(sessions, relay_at(port))
+        assert await deliverer.deliver_due() == 1  # 421: the relay is backed off, the first row keeps its place
+        assert rows(sessions)[0] == ("host0@example.org", OutboxStatus.PENDING, 0)
+        await asyncio.sleep(deliverer.relay.wait_seconds())
+        assert await deliverer.drain() == 3  # the relay answers a probe, then drops the same row again
+        await deliverer.transport.close()
+
+    with smtp_sink() as (relay, port):
+        relay.script = ["421 4.3.0 closing", "421 4.3.0 closing"]
+        asyncio.run(go(port))
+    assert [rcpt for _, rcpt, _ in relay.received] == [["host1@example.org"], ["host2@example.org"]]
+    assert [status for _, status, _ in rows(sessions)] == [OutboxStatus.PENDING, OutboxStatus.SENT, OutboxStatus.SENT]
+    with sessions() as session:
+        first = session.scalars(sa.select(OutboxItem).order_by(OutboxItem.id).limit(1)).one()
+    assert first.next_attempt_at > utcnow() and "421" in first.last_error
