@@ -78,7 +78,7 @@ def overdue_by_host(session: Session, today: dt.date) -> list[dict[str, object]]
     """Events that ended with no certificate count and were not cancelled, counted per host, most first."""
     rows: dict[str, dict[str, object]] = {}
     for event in overdue_events(session, today):  # oldest first within each host, so "oldest" is the first seen
-        row = rows.setdefault(event.host_id, {"host_id": event.host_id, "name": event.host.name, "count": 0,
+        row = rows.setdefault(event.host_id, {"host_id": event.host_id, "name": event.host_name, "count": 0,
                                               "oldest": event.end_date})
         row["count"] = int(row["count"]) + 1  # type: ignore[call-overload]
     return sorted(rows.values(), key=lambda r: (-int(r["count"]), str(r["host_id"])))  # type: ignore[call-overload]

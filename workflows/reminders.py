@@ -17,11 +17,12 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, contains_eager, load_only, sessionmaker
+from sqlalchemy.orm import Session, sessionmaker
 
 from storage.enums import OPEN_STATUSES, EventStatus, ReminderKind, TicketKind, TicketStatus
 from storage.mailstate import is_suppressed
@@ -63,15 +64,33 @@ class NagPolicy:
         return stages[-1] + (days_overdue - stages[-1]) // self.repeat_days * self.repeat_days
 
 
+@dataclass(frozen=True)
+class DueEvent:
+    """What a reminder needs of an event, read as plain columns: planning over a million events makes no
+    ORM objects, whose bookkeeping cost more than the queries."""
+
+    event_id: str
+    host_id: str
+    host_name: str
+    title: str
+    start_date: dt.date
+    end_date: dt.date
+    hours: Decimal
+
+    @property
+    def pdus(self) -> Decimal:
+        return self.hours  # as Event.pdus: 1 hour = 1 PDU, partial hours never rounded up
+
+
 @dataclass
 class HostPlan:
     """What one run owes one host: the digest lists every overdue event, triggered by the new stages."""
 
-    host: Host
-    overdue: list[Event]
-    new_stages: list[tuple[Event, int]] = field(default_factory=list)
-    ending: list[Event] = field(default_factory=list)
-    escalate: list[Event] = field(default_factory=list)
+    host_id: str
+    overdue: list[DueEvent] = field(default_factory=list)
+    new_stages: list[tuple[DueEvent, int]] = field(default_factory=list)
+    ending: list[DueEvent] = field(default_factory=list)
+    escalate: list[DueEvent] = field(default_factory=list)
 
     @property
     def needs_digest(self) -> bool:
@@ -100,38 +119,38 @@ def overdue_filter(today: dt.date) -> sa.ColumnElement[bool]:
     return sa.and_(Event.end_date < today, Event.certificates_issued.is_(None), Event.status == EventStatus.SCHEDULED)
 
 
-# What a digest shows of an event. Loading only these skips decoding columns a reminder never reads
-# (categories JSON, description, timestamps), which is most of the cost with a million events.
-DIGEST_COLUMNS = (Event.event_id, Event.host_id, Event.title, Event.start_date, Event.end_date, Event.hours,
-                  Event.status, Event.certificates_issued)
+DUE_COLUMNS = (Event.event_id, Event.host_id, Host.name.label("host_name"), Event.title, Event.start_date,
+               Event.end_date, Event.hours)
 
 
-def overdue_events(session: Session, today: dt.date, host_id: str | None = None) -> list[Event]:
+def due_events(session: Session, query: sa.Select[Any]) -> list[DueEvent]:
+    return [DueEvent(*row) for row in session.execute(query)]
+
+
+def overdue_events(session: Session, today: dt.date, host_id: str | None = None) -> list[DueEvent]:
     """Every overdue event of an active host (or of ``host_id``), grouped by host, oldest first."""
     query = (
-        sa.select(Event).join(Host, Host.host_id == Event.host_id)
-        .options(contains_eager(Event.host), load_only(*DIGEST_COLUMNS))  # the joined host fills event.host
+        sa.select(*DUE_COLUMNS).join(Host, Host.host_id == Event.host_id)
         .where(overdue_filter(today), Host.status == ACTIVE)
         .order_by(Event.host_id, Event.end_date, Event.event_id)
     )
     if host_id is not None:
         query = query.where(Event.host_id == host_id)
-    return list(session.scalars(query))
+    return due_events(session, query)
 
 
-def ending_courses(session: Session, today: dt.date, policy: NagPolicy, host_id: str | None = None) -> list[Event]:
+def ending_courses(session: Session, today: dt.date, policy: NagPolicy, host_id: str | None = None) -> list[DueEvent]:
     """One-year courses that end within the lead time and have no count yet."""
     horizon = today + dt.timedelta(days=policy.ending_lead_days)
     query = (
-        sa.select(Event).join(Host, Host.host_id == Event.host_id)
-        .options(contains_eager(Event.host), load_only(*DIGEST_COLUMNS))
+        sa.select(*DUE_COLUMNS).join(Host, Host.host_id == Event.host_id)
         .where(Event.end_date >= today, Event.end_date <= horizon, Event.certificates_issued.is_(None),
                Event.status == EventStatus.SCHEDULED, Host.status == ACTIVE)
         .order_by(Event.host_id, Event.end_date, Event.event_id)
     )
     if host_id is not None:
         query = query.where(Event.host_id == host_id)
-    return [e for e in session.scalars(query) if (e.end_date - e.start_date).days >= policy.one_year_days]
+    return [e for e in due_events(session, query) if (e.end_date - e.start_date).days >= policy.one_year_days]
 
 
 def plan_reminders(session: Session, today: dt.date, policy: NagPolicy, host_id: str | None = None) -> list[HostPlan]:
@@ -142,7 +161,7 @@ def plan_reminders(session: Session, today: dt.date, policy: NagPolicy, host_id:
     given = stages_given(session, stage_keys_due(overdue, ending, due, policy, today))
     plans: dict[str, HostPlan] = {}
     for event in overdue:
-        plan = plans.setdefault(event.host_id, HostPlan(event.host, []))
+        plan = plans.setdefault(event.host_id, HostPlan(event.host_id))
         plan.overdue.append(event)
         stage = due[event.event_id]
         if stage is not None and (event.event_id, ReminderKind.OVERDUE, stage) not in given:
@@ -151,16 +170,16 @@ def plan_reminders(session: Session, today: dt.date, policy: NagPolicy, host_id:
             plan.escalate.append(event)
     for event in ending:
         if (event.event_id, ReminderKind.ENDING, -policy.ending_lead_days) not in given:
-            plans.setdefault(event.host_id, HostPlan(event.host, [])).ending.append(event)
-    return sorted(plans.values(), key=lambda p: p.host.host_id)
+            plans.setdefault(event.host_id, HostPlan(event.host_id)).ending.append(event)
+    return sorted(plans.values(), key=lambda p: p.host_id)
 
 
-def is_staff_due(event: Event, policy: NagPolicy, today: dt.date) -> bool:
+def is_staff_due(event: DueEvent, policy: NagPolicy, today: dt.date) -> bool:
     return (today - event.end_date).days >= policy.staff_days
 
 
 def stage_keys_due(
-    overdue: list[Event], ending: list[Event], due: dict[str, int | None], policy: NagPolicy, today: dt.date
+    overdue: list[DueEvent], ending: list[DueEvent], due: dict[str, int | None], policy: NagPolicy, today: dt.date
 ) -> list[StageKey]:
     """The only stage rows that could stop today's reminders: today's stage for each event, nothing older."""
     keys: list[StageKey] = []
@@ -221,7 +240,7 @@ def reminder_ticket(session: Session, host: Host, requester: str) -> Ticket:
     return ticket
 
 
-def event_line(event: Event, today: dt.date) -> dict[str, Any]:
+def event_line(event: DueEvent, today: dt.date) -> dict[str, Any]:
     return {
         "event_id": event.event_id,
         "title": event.title,
@@ -233,7 +252,7 @@ def event_line(event: Event, today: dt.date) -> dict[str, Any]:
 
 
 def digest_draft(
-    host: Host, to: str, cc: tuple[str, ...], ticket: Ticket, overdue: list[Event], ending: list[Event],
+    host: Host, to: str, cc: tuple[str, ...], ticket: Ticket, overdue: list[DueEvent], ending: list[DueEvent],
     today: dt.date, kind: str, dedupe_key: str,
 ) -> Draft:
     count = len(overdue)
@@ -269,7 +288,7 @@ def send_reminders(
     run = ReminderRun(today, dry_run)
     with sessions() as session:
         # Hosts owed nothing today (no new stage, no ending course, no staff summary) are not planned again.
-        host_ids = [plan.host.host_id for plan in plan_reminders(session, today, policy)
+        host_ids = [plan.host_id for plan in plan_reminders(session, today, policy)
                     if plan.needs_digest or plan.escalate]
     for host_id in host_ids:
         with sessions() as session:
@@ -291,13 +310,13 @@ def remind_host_once(
             session.commit()
     except IntegrityError:
         session.rollback()
-        run.already_done.append(plan.host.host_id)
+        run.already_done.append(plan.host_id)
 
 
 def remind_host(
     session: Session, mailbox: MailboxPolicy, policy: NagPolicy, plan: HostPlan, today: dt.date, run: ReminderRun
 ) -> None:
-    host = plan.host
+    host = session.get_one(Host, plan.host_id)
     if plan.needs_digest:
         recipients = host_recipients(session, host)
         if recipients is None:
@@ -318,7 +337,7 @@ def remind_host(
                                 "ending": [e.event_id for e in plan.ending]})
     if plan.escalate:
         if not run.dry_run:
-            tell_staff(session, plan, policy, today)
+            tell_staff(session, host, plan, policy, today)
         run.staff_summaries.append(host.host_id)
 
 
@@ -331,9 +350,8 @@ def record_stages(session: Session, plan: HostPlan, policy: NagPolicy, today: dt
     session.flush()
 
 
-def tell_staff(session: Session, plan: HostPlan, policy: NagPolicy, today: dt.date) -> None:
+def tell_staff(session: Session, host: Host, plan: HostPlan, policy: NagPolicy, today: dt.date) -> None:
     """A Slack summary for staff: this host has events {staff_days} or more days without a count."""
-    host = plan.host
     lines = [f"- {e.event_id} {e.title} ({format_dates(e.start_date, e.end_date)}), "
              f"{(today - e.end_date).days} days overdue" for e in plan.overdue]
     text = (f"Certificate counts overdue {policy.staff_days}+ days: {host.name} ({host.host_id}), "

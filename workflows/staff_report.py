@@ -110,7 +110,7 @@ def count_overdue(session: Session, figures: MonthlyFigures, as_of: dt.date) -> 
     figures.overdue_as_of = as_of
     by_host: dict[str, dict[str, Any]] = {}
     for event in overdue_events(session, as_of):
-        row = by_host.setdefault(event.host_id, {"host_id": event.host_id, "name": event.host.name, "count": 0,
+        row = by_host.setdefault(event.host_id, {"host_id": event.host_id, "name": event.host_name, "count": 0,
                                                  "oldest": event.end_date})
         row["count"] += 1
         row["oldest"] = min(row["oldest"], event.end_date)
