@@ -270,7 +270,15 @@ class BulkSender:
     def _deliver(self, item: Claimed, send: SendNow, message: BulkMessage, report: MailoutReport) -> None:
         delivery_id, address, name = item
         try:
-            send(message.personalize(address, name), message.sender, [address])
+            copy = message.personalize(address, name)
+        except UnicodeEncodeError:
+            # A non-ASCII address needs SMTPUTF8 (RFC 6531), which bulk mail does not use. One such
+            # subscriber fails alone, with the reason; the edition goes on to everyone else.
+            unencodable = TransportError("the address has non-ASCII characters, which need SMTPUTF8", permanent=True)
+            self._record_failure(delivery_id, address, unencodable, report)
+            return
+        try:
+            send(copy, message.sender, [address])
         except TransportError as exc:
             self._record_failure(delivery_id, address, exc, report)
             return

@@ -64,6 +64,25 @@ def test_it_sends_a_long_list_once_each_over_a_few_reused_connections_in_paralle
     assert statuses(sessions) == {DeliveryStatus.SENT: 300}
 
 
+def test_it_fails_only_the_subscriber_whose_address_needs_smtputf8_and_sends_the_rest(sessions, tmp_path):
+    readers = add_subscribers(sessions, 20)
+    add_subscribers(sessions, 1, prefix="josé")  # a non-ASCII local part
+    mailing_id = approved_edition(sessions)
+    relay = SinkHandler()
+    controller = serve(relay)
+    try:
+        url = f"smtp://127.0.0.1:{controller.port}"
+        jobs = jobs_for(sessions, controller.port, tmp_path, lambda: bulk_transport(url, tmp_path))
+        report = asyncio.run(jobs.send_one_mailing(mailing_id))
+    finally:
+        controller.stop()
+    assert delivered_to(relay) == Counter(readers)
+    assert (report["sent"], report["failed"], report["remaining"]) == (20, 1, 0)
+    with sessions() as session:
+        failed = session.scalars(sa.select(Delivery).where(Delivery.status == DeliveryStatus.FAILED)).one()
+        assert "SMTPUTF8" in failed.last_error
+
+
 def test_it_stops_when_the_relay_keeps_deferring_and_gives_back_every_row_it_held(sessions, tmp_path):
     readers = add_subscribers(sessions, 200)
     mailing_id = approved_edition(sessions)
