@@ -73,18 +73,29 @@ def _acronyms_for(host: Host) -> set[str]:
     return {a for a in found if len(a) >= 2}
 
 
+@dataclass(frozen=True)
+class HostFacts:
+    """What reading a message needs to know of a host, without a query for it."""
+
+    host_id: str
+    name: str
+    contact_email: str
+
+    @classmethod
+    def of(cls, host: Host) -> HostFacts:
+        return cls(host.host_id, host.name, host.contact_email)
+
+
 @dataclass
 class RegistryIndex:
     """What matching needs from the hosts and users tables, held in memory."""
 
     names: dict[str, str] = field(default_factory=dict)  # host_id -> folded name
-    display: dict[str, str] = field(default_factory=dict)  # host_id -> name as written
-    active: dict[str, bool] = field(default_factory=dict)
+    hosts: dict[str, HostFacts] = field(default_factory=dict)
     by_address: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
     by_domain: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
     by_acronym: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
     by_word: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
-    contacts: dict[str, str] = field(default_factory=dict)  # host_id -> contact address
     by_username: dict[str, str] = field(default_factory=dict)  # lower-cased username -> host_id
 
     @classmethod
@@ -102,9 +113,7 @@ class RegistryIndex:
     def add_host(self, host: Host) -> None:
         folded = fold(host.name)
         self.names[host.host_id] = folded
-        self.display[host.host_id] = host.name
-        self.active[host.host_id] = host.status != "inactive"
-        self.contacts[host.host_id] = host.contact_email.lower()
+        self.hosts[host.host_id] = HostFacts.of(host)
         self.add_address(host.contact_email, host.host_id)
         for word in set(folded.split()) - GENERIC_WORDS:
             if len(word) > 2 or word.isdigit():
@@ -260,6 +269,9 @@ def match_host(index: RegistryIndex, sender: str, text: str) -> HostMatch:
 
 
 _EVENT_ID = re.compile(r"\b[A-Za-z]{0,4}-?\d{3,9}\b")
+# Built once: building a statement and its cache key costs more than SQLite takes to answer it.
+_EVENT_IDS_AMONG = sa.select(Event.event_id).where(Event.event_id.in_(sa.bindparam("ids", expanding=True)))
+_EVENTS_OF_HOST = sa.select(Event).where(Event.host_id == sa.bindparam("host_id"))
 
 
 def events_by_id(session: Session, text: str) -> list[Event]:
@@ -267,13 +279,16 @@ def events_by_id(session: Session, text: str) -> list[Event]:
     tokens = list(dict.fromkeys(m.group(0) for m in _EVENT_ID.finditer(text)))[:40]
     if not tokens:
         return []
-    found = session.scalars(sa.select(Event).where(Event.event_id.in_(tokens + [t.upper() for t in tokens])))
+    # Most tokens are phone numbers, years and zip codes: ask for the ids alone, and load only real events.
+    wanted = list(dict.fromkeys(tokens + [t.upper() for t in tokens]))
+    ids = session.scalars(_EVENT_IDS_AMONG, {"ids": wanted}).all()
+    found = [session.get(Event, event_id) for event_id in ids]
     order = {t.upper(): n for n, t in enumerate(tokens)}
     return sorted(found, key=lambda e: order.get(e.event_id.upper(), 99))
 
 
 def host_events(session: Session, host_id: str) -> list[Event]:
-    return list(session.scalars(sa.select(Event).where(Event.host_id == host_id)))
+    return list(session.scalars(_EVENTS_OF_HOST, {"host_id": host_id}))
 
 
 @dataclass(frozen=True)

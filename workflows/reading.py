@@ -21,7 +21,7 @@ from workflows.kinds import all_specs, spec_for
 from workflows.kinds.base import QUESTIONS, Context, KindSpec
 from workflows.eligibility import hints_for
 from workflows.extract import labelled, sentences, split_sign_off, unwrap
-from workflows.matching import EventMatch, HostMatch, events_by_id, host_events, match_event, match_host, registry_index
+from workflows.matching import EventMatch, HostFacts, HostMatch, events_by_id, host_events, match_event, match_host, registry_index
 from workflows.parsing import ParsedMail
 
 MOUNTAIN = ZoneInfo("America/Denver")
@@ -145,8 +145,14 @@ def _resolve_host(ctx: Context) -> None:
             ctx.event_how = "id"
             host_id = ctx.event.host_id
     if host_id:
-        ctx.host = ctx.session.get(Host, host_id)
+        ctx.host = ctx.index.hosts.get(host_id) or _host_not_yet_indexed(ctx.session, host_id)
         ctx.host_events = host_events(ctx.session, host_id)
+
+
+def _host_not_yet_indexed(session: Session, host_id: str) -> HostFacts | None:
+    """A host added since the index was built (it is rebuilt within a second), read from the database."""
+    host = session.get(Host, host_id)
+    return HostFacts.of(host) if host else None
 
 
 def choose_kind(ctx: Context) -> tuple[KindSpec, float]:

@@ -13,10 +13,10 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from storage.enums import TicketKind
-from storage.registry import Event, Host
+from storage.registry import Event
 from workflows.dates import DateMention
 from workflows.literals import lowered, may_match, required_words
-from workflows.matching import HostMatch, RegistryIndex
+from workflows.matching import HostFacts, HostMatch, RegistryIndex
 from workflows.parsing import ParsedMail
 
 
@@ -67,7 +67,7 @@ class Context:
     sent_on: dt.date  # the day of the Date header, in Mountain Time
     index: RegistryIndex
     host_match: HostMatch
-    host: Host | None = None
+    host: HostFacts | None = None  # from the registry index: id, name and account contact
     event: Event | None = None
     event_how: str = ""
     mentions: list[DateMention] = field(default_factory=list)
