@@ -137,12 +137,12 @@ class RegistryIndex:
         by how rare it is among host names, and only the best ``limit`` hosts go on.
         """
         weight: dict[str, float] = defaultdict(float)
-        for word in words:
+        for word in sorted(words):  # a fixed order, so float sums and ties come out the same in every process
             hosts = self.by_word.get(word)
             if hosts:
                 for host_id in hosts:
                     weight[host_id] += 1.0 / len(hosts)
-        return sorted(weight, key=weight.__getitem__, reverse=True)[:limit]
+        return sorted(weight, key=lambda host_id: (-weight[host_id], host_id))[:limit]
 
     def hosts_for_address(self, address: str) -> set[str]:
         return set(self.by_address.get(address.lower(), ()))
@@ -172,7 +172,7 @@ class RegistryIndex:
                 # A longer name matched as well is the more specific host ("Montana State University Billings").
                 score += min(len(self.names[host_id]), 60) / 20
                 scores[host_id] = max(scores.get(host_id, 0), score)
-        return sorted(scores.items(), key=lambda item: -item[1])
+        return sorted(scores.items(), key=lambda item: (-item[1], item[0]))
 
     def hosts_of_usernames_in(self, text: str) -> set[str]:
         """Hosts whose users' usernames the text gives ("my username is PSullivan", "OPI\\DWagner")."""

@@ -1,0 +1,22 @@
+"""Host matching gives the same answer in every process: ties are broken by host ID, not by hash order."""
+
+from __future__ import annotations
+
+import random
+
+from storage.registry import Host
+from workflows.matching import RegistryIndex
+
+
+def test_it_breaks_ties_between_equally_named_hosts_by_host_id_whatever_the_insertion_order():
+    ids = [f"H{n:04d}" for n in range(40)]
+    random.Random(7).shuffle(ids)
+    index = RegistryIndex()
+    for host_id in ids:
+        index.add_host(Host(host_id=host_id, name="Lincoln County Schools", contact_email=""))
+
+    named = index.hosts_named_in("We are Lincoln County Schools and need help.")
+
+    # 40 hosts with one name score alike; only the 25 best candidates are compared, and which 25 (and in
+    # what order) must not depend on how Python happened to hash the IDs in this process.
+    assert [host_id for host_id, _ in named] == sorted(ids)[:25]
