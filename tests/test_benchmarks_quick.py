@@ -1,4 +1,5 @@
-"""The intake, nag planning, certificate and memory benchmarks still run, in quick mode, so they cannot rot.
+"""The intake, nag planning, certificate, memory, latency and reading benchmarks still run, in quick mode, so
+they cannot rot.
 
 They run side by side (each is its own process), so their figures here mean nothing; BENCHMARKS.md has the
 real ones. The mail-out benchmark has its own test (tests/test_benchmark.py).
@@ -69,3 +70,11 @@ def test_it_runs_the_end_to_end_latency_benchmark_in_quick_mode():
     assert all(f["cards"] == f["offered"] for f in figures["floors"])
     assert all(r["p95_vs_floor"] > 1 for r in runs)
     assert result.returncode == 0, result.stderr[-3000:]
+
+
+def test_it_runs_the_reading_speed_benchmark_in_quick_mode():
+    done = subprocess.run([sys.executable, "-m", "benchmarks.reading_speed", "--quick"], cwd=BENCHMARKS.parent,
+                          capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "pdubot parse + read + match: median" in done.stdout
+    assert "baseline, stdlib parse only:" in done.stdout and "x the stdlib parse" in done.stdout
