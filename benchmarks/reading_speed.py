@@ -3,9 +3,11 @@
 Usage: python -m benchmarks.reading_speed [--quick] [--database-url URL]
 
 The registry is the test corpus's 26 hosts plus generated ones, so the corpus emails still match their
-hosts while every lookup runs against the full-size tables. Each corpus email is read many times
-(the registry index is warm, as in the running service) and the per-message time is reported as a
-median and 95th percentile, next to a baseline in the same run: the stdlib email parser alone.
+hosts while every lookup runs against the full-size tables. Every corpus email (437; --quick: the 75 of
+tests/corpus) is read several times round-robin, each copy with a new Message-ID (the registry index is
+warm, as in the running service), and the per-message time is reported as a median and 95th percentile,
+for all readings and for the first reading of each email, next to a baseline in the same run: the stdlib
+email parser alone.
 """
 
 from __future__ import annotations
@@ -105,17 +107,24 @@ def main() -> int:
     started = time.perf_counter()
     generate_registry(sessions, hosts, per_host)
     print(f"registry: {hosts + 26} hosts, {hosts * per_host + 158} events ({time.perf_counter() - started:.1f} s to build)")
-    raws = [p.read_bytes() for p in sorted((CORPORA / "corpus" / "emails").glob("*.eml"))]
+    # Every corpus (437 emails); --quick keeps to the first. All share the corpus registry loaded above.
+    folders = ["corpus"] if args.quick else sorted(p.name for p in CORPORA.glob("corpus*") if (p / "emails").is_dir())
+    raws = [p.read_bytes() for folder in folders for p in sorted((CORPORA / folder / "emails").glob("*.eml"))]
+    # Round-robin, so a cache keyed on an email's text sees each text again only after all the others, and
+    # the first round alone is what mail never seen before costs.
+    copies = [copy for n in range(rounds) for copy in (unique_copies(raw, 1)[0] for raw in raws)]
     policy = MailboxPolicy()
     forget_registry_index()
     with sessions() as session:
         inspect(session, raws[0], policy)  # builds the registry index once, as the service does at start
-        ours = [t for raw in raws for t in measure(lambda r: inspect(session, r, policy), unique_copies(raw, rounds))]
-    floor = [t for raw in raws for t in measure(
-        lambda r: email.message_from_bytes(r, policy=email.policy.default).get_body(("plain", "html")),
-        unique_copies(raw, rounds))]
-    print(f"messages read: {len(ours)} ({len(raws)} corpus emails x {rounds})")
+        ours = measure(lambda r: inspect(session, r, policy), copies)
+    floor = measure(lambda r: email.message_from_bytes(r, policy=email.policy.default).get_body(("plain", "html")),
+                    copies)
+    first = ours[:len(raws)]
+    print(f"messages read: {len(ours)} ({len(raws)} corpus emails x {rounds}, round-robin)")
     print(f"pdubot parse + read + match: median {statistics.median(ours) * 1000:.2f} ms, p95 {percentile(ours, 0.95) * 1000:.2f} ms")
+    print(f"  first reading of each email: median {statistics.median(first) * 1000:.2f} ms, "
+          f"p95 {percentile(first, 0.95) * 1000:.2f} ms")
     print(f"baseline, stdlib parse only:  median {statistics.median(floor) * 1000:.2f} ms, p95 {percentile(floor, 0.95) * 1000:.2f} ms")
     print(f"ratio (median): {statistics.median(ours) / statistics.median(floor):.1f}x the stdlib parse")
     target_met = percentile(ours, 0.95) < 0.005

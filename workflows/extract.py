@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 
 import phonenumbers
@@ -52,8 +53,12 @@ ABBREVIATIONS = frozenset(
 )
 
 
-def sentences(text: str) -> list[str]:
-    """The text's sentences. "Dr. Amy Chen" and "Oct. 9" do not end one."""
+@functools.lru_cache(maxsize=256)
+def sentences(text: str) -> tuple[str, ...]:
+    """The text's sentences. "Dr. Amy Chen" and "Oct. 9" do not end one.
+
+    Cached: reading one message asks for the sentences of the same body once per field it looks for.
+    """
     merged: list[str] = []
     for part in (p.strip() for p in _SENTENCE_END.split(text)):
         if not part:
@@ -63,7 +68,7 @@ def sentences(text: str) -> list[str]:
             merged[-1] = f"{merged[-1]} {part}"
         else:
             merged.append(part)
-    return merged
+    return tuple(merged)
 
 
 def emails_in(text: str) -> list[str]:
