@@ -56,14 +56,14 @@ def test_it_runs_every_benchmark_in_quick_mode():
 
 def test_it_runs_the_end_to_end_latency_benchmark_in_quick_mode():
     require(_postgres_reachable(), f"PostgreSQL is not reachable at {PG_ADMIN_URL}")
-    result = subprocess.run([sys.executable, str(BENCHMARKS / "latency.py"), "--quick", "--json"],
+    # One rate keeps this under half a minute; the full run (BENCHMARKS.md) covers 10 and 50 a second.
+    result = subprocess.run([sys.executable, str(BENCHMARKS / "latency.py"), "--quick", "--rates", "10", "--json"],
                             capture_output=True, text=True, timeout=300)
     assert result.stdout.strip(), result.stderr[-3000:]
     figures = json.loads(result.stdout.strip().splitlines()[-1])
 
     runs = figures["runs"]
-    assert {(r["database"], r["rate"]) for r in runs} == {(d, rate) for d in ("sqlite", "postgresql")
-                                                         for rate in (10.0, 50.0)}
+    assert {(r["database"], r["rate"]) for r in runs} == {("sqlite", 10.0), ("postgresql", 10.0)}
     for r in runs:  # every message offered was accepted and got exactly one card and one acknowledgement
         assert r["offered"] == r["accepted"] == r["cards"] == r["acks"] > 0 and r["duplicate_cards"] == 0, r
         assert 0 < r["card_s"]["p50"] <= r["card_s"]["p95"] <= r["card_s"]["p99"] < 30, r
