@@ -108,7 +108,20 @@ def _due(mailing_id: int, now: dt.datetime) -> sa.ColumnElement[bool]:
 
 
 def claim_deliveries(session: Session, mailing_id: int, limit: int, lease: dt.timedelta) -> list[tuple[int, str, str]]:
-    """Lease up to ``limit`` due rows to this caller and commit; returns (id, email, name) of the rows won."""
+    """Lease up to ``limit`` due rows to this caller and commit; returns (id, email, name) of the rows won.
+
+    Empty only when nothing is due. Without SKIP LOCKED (SQLite) senders that look at once see the same
+    rows and all but one win none; a sender that lost looks again rather than concluding it is done.
+    """
+    while True:
+        candidates_seen, won = _claim_once(session, mailing_id, limit, lease)
+        if won or not candidates_seen:
+            return won
+
+
+def _claim_once(
+    session: Session, mailing_id: int, limit: int, lease: dt.timedelta
+) -> tuple[bool, list[tuple[int, str, str]]]:
     now = utcnow()
     claim = uuid.uuid4().hex
     # In the index's own order, so a claim reads only the rows it takes rather than sorting every due row.
@@ -118,7 +131,7 @@ def claim_deliveries(session: Session, mailing_id: int, limit: int, lease: dt.ti
     ids = list(session.scalars(candidates))
     if not ids:
         session.commit()
-        return []
+        return False, []
     # The WHERE repeats the due condition, so a row another sender claimed meanwhile is not taken twice.
     session.execute(
         sa.update(Delivery)
@@ -131,7 +144,7 @@ def claim_deliveries(session: Session, mailing_id: int, limit: int, lease: dt.ti
         sa.select(Delivery.id, Delivery.email, Delivery.name).where(Delivery.id.in_(ids), Delivery.claim == claim)
         .order_by(Delivery.id)
     )
-    return [(row.id, row.email, row.name) for row in won]
+    return True, [(row.id, row.email, row.name) for row in won]
 
 
 def mark_sent(session: Session, delivery_ids: list[int]) -> None:

@@ -22,7 +22,11 @@ from workflows.unsubscribe import make_token, unsubscribe_url
 
 
 class PeerSink(SinkHandler):
-    """The test relay, also noting which client connection brought each message."""
+    """The test relay, also noting which client connection brought each message.
+
+    Each message takes a few milliseconds, as over a network, so one sending thread cannot take the whole
+    list before the others have connected, however the machine schedules them.
+    """
 
     def __init__(self) -> None:
         super().__init__()
@@ -30,6 +34,7 @@ class PeerSink(SinkHandler):
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         self.peers[session.peer] += 1
+        await asyncio.sleep(0.005)
         return await super().handle_DATA(server, session, envelope)
 
 
