@@ -272,15 +272,19 @@ def answered_in_order(received: list[tuple[str, list[str], bytes]]) -> list[str]
     return [str(a["In-Reply-To"]).strip("<>") for a in answers]
 
 
-def acks_in_queue_order(sessions: sessionmaker[Session]) -> list[str]:
-    """The Message-ID each acknowledgement answers, in the order the outbox queued them (arrival order)."""
+def answered_ids(sessions: sessionmaker[Session], *conditions: sa.ColumnElement[bool]) -> list[str]:
+    """The Message-ID each outbound email in the outbox answers, in queue order, for rows meeting ``conditions``."""
     with sessions() as session:
-        rows = session.scalars(
+        return list(session.scalars(
             sa.select(Message.in_reply_to)
             .join(OutboxItem, Message.message_id == OutboxItem.message_id)
-            .where(OutboxItem.channel == Channel.EMAIL, Message.direction == Direction.OUT)
-            .order_by(OutboxItem.id))
-        return list(rows)
+            .where(Message.direction == Direction.OUT, *conditions)
+            .order_by(OutboxItem.id)))
+
+
+def acks_in_queue_order(sessions: sessionmaker[Session]) -> list[str]:
+    """The Message-ID each acknowledgement answers, in the order the outbox queued them (arrival order)."""
+    return answered_ids(sessions, OutboxItem.channel == Channel.EMAIL)
 
 
 def email_attempts(sessions: sessionmaker[Session]) -> Counter[int]:
@@ -387,13 +391,7 @@ def test_it_posts_every_card_once_and_in_arrival_order_after_slack_answered_500_
 
 def leased_acks(sessions: sessionmaker[Session]) -> set[str]:
     """The Message-IDs whose acknowledgement is leased to a worker (status sending)."""
-    with sessions() as session:
-        rows = session.scalars(
-            sa.select(Message.in_reply_to)
-            .join(OutboxItem, Message.message_id == OutboxItem.message_id)
-            .where(OutboxItem.status == OutboxStatus.SENDING, Message.direction == Direction.OUT)
-        )
-        return set(rows)
+    return set(answered_ids(sessions, OutboxItem.status == OutboxStatus.SENDING))
 
 
 def settled(sessions: sessionmaker[Session], env: dict[str, str], expected: set[str]) -> bool:

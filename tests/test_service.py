@@ -10,13 +10,13 @@ import signal
 import smtplib
 import subprocess
 import sys
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.factories import MAILBOX, MailFactory
+from tests.faults import healthy
 from tests.servers import free_port, wait_until
 
 PDUBOT = str(Path(sys.executable).parent / "pdubot")
@@ -24,14 +24,6 @@ PDUBOT = str(Path(sys.executable).parent / "pdubot")
 
 def pdubot(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([PDUBOT, *args], env=env, capture_output=True, text=True, timeout=60, check=True)
-
-
-def healthy(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=1) as response:
-            return response.status == 200
-    except OSError:
-        return False
 
 
 @pytest.fixture
