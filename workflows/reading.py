@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from storage.enums import TicketKind, TicketStatus
 from storage.registry import Event, Host
 from workflows.dates import find_dates, join_ranges
-from workflows.kinds import all_specs, spec_for
+from workflows.kinds import all_specs, cue_index, spec_for
 from workflows.kinds.base import QUESTIONS, Context, KindSpec
 from workflows.eligibility import hints_for
 from workflows.extract import labelled, sentences, split_sign_off, unwrap
@@ -156,11 +156,18 @@ def _host_not_yet_indexed(session: Session, host_id: str) -> HostFacts | None:
 
 
 def choose_kind(ctx: Context) -> tuple[KindSpec, float]:
-    """The kind whose cues the new text matches best, with a confidence from the winning margin."""
-    own = {spec: spec.score(ctx) for spec in all_specs()}
+    """The kind whose cues the new text matches best, with a confidence from the winning margin.
+
+    A reply's subject is the old conversation's, so its cues count for half. A short reply that says too
+    little borrows half the evidence of the message it answers.
+    """
+    cues = cue_index()
+    body, subject = cues.weights(ctx.body), cues.weights(ctx.subject)
+    subject_weight = 0.5 if ctx.is_reply else 1.0
+    own = {spec: body.get(spec, 0) + subject_weight * subject.get(spec, 0) for spec in all_specs()}
     borrow = ctx.is_reply and len(ctx.body) < SHORT_REPLY_CHARS and bool(ctx.context_text) and max(own.values()) < 3.0
-    quoted = ctx.context_text[:1500] if borrow else ""
-    scored = sorted(((score + borrowed(spec, quoted), spec) for spec, score in own.items()), key=lambda pair: -pair[0])
+    quoted = cues.weights(ctx.context_text[:1500]) if borrow else {}
+    scored = sorted(((score + 0.5 * quoted.get(spec, 0), spec) for spec, score in own.items()), key=lambda pair: -pair[0])
     (best, spec), (second, _) = scored[0], scored[1]
     confidence = confidence_from(best, second)
     if best < MINIMUM_SCORE or confidence < CONFIDENCE_THRESHOLD:
@@ -171,11 +178,6 @@ def choose_kind(ctx: Context) -> tuple[KindSpec, float]:
 def is_cover_note(note: str) -> bool:
     """"See below, can you help?": the forward's own text is only a pointer to the forwarded request."""
     return len(note) < COVER_NOTE_CHARS or bool(COVER_NOTE.search(note[:400]))
-
-
-def borrowed(spec: KindSpec, quoted: str) -> float:
-    """A short reply that says too little borrows half the evidence of the message it answers."""
-    return 0.5 * sum(c.weight for c in spec.cues if c.search(quoted)) if quoted else 0.0
 
 
 def confidence_from(best: float, second: float) -> float:

@@ -7,7 +7,7 @@ import pkgutil
 from functools import cache
 
 from storage.enums import TicketKind
-from workflows.kinds.base import KindSpec
+from workflows.kinds.base import CueIndex, KindSpec
 
 _NOT_KINDS = {"base", "people"}
 
@@ -32,3 +32,9 @@ def spec_for(kind: TicketKind) -> KindSpec:
         if spec.kind == kind:
             return spec
     raise KeyError(f"no kind module for {kind.value}")
+
+
+@cache
+def cue_index() -> CueIndex:
+    """Every kind's cues, for trying them all on one text at once."""
+    return CueIndex(all_specs())

@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import enum
 import re
+from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,25 +16,25 @@ from sqlalchemy.orm import Session
 from storage.enums import TicketKind
 from storage.registry import Event
 from workflows.dates import DateMention
-from workflows.literals import lowered, may_match, required_words
+from workflows.literals import Needs, WordSet, lowered, may_match, meets, required_words
 from workflows.matching import HostFacts, HostMatch, RegistryIndex
 from workflows.parsing import ParsedMail
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # compared by identity: hashing the patterns on every lookup was costly
 class Cue:
     """A phrase that suggests a kind. Weights add up; the kind with the highest total wins.
 
     With ``also``, both phrases must appear ("we held it" and "no certificates"); two plain searches
     are much cheaper than one pattern that spans the text between them. ``needs`` and ``also_needs``
-    are the words each pattern cannot match without: a text with none of them is not searched.
+    are the words each pattern cannot match without: a text that lacks them is not searched.
     """
 
     pattern: re.Pattern[str]
     weight: float
     also: re.Pattern[str] | None = None
-    needs: frozenset[str] = frozenset()
-    also_needs: frozenset[str] = frozenset()
+    needs: Needs = ()
+    also_needs: Needs = ()
 
     def search(self, text: str) -> bool:
         words = lowered(text)
@@ -41,12 +42,22 @@ class Cue:
             return False
         return self.also is None or (may_match(self.also_needs, words) and bool(self.also.search(text)))
 
+    def search_knowing(self, text: str, present: frozenset[str]) -> bool:
+        """``search``, for a text whose needed words were found already (``CueIndex``)."""
+        if not meets(self.needs, present) or not self.pattern.search(text):
+            return False
+        return self.also is None or (meets(self.also_needs, present) and bool(self.also.search(text)))
+
+    @property
+    def words(self) -> set[str]:
+        return {word for clause in self.needs + self.also_needs for word in clause}
+
 
 def cue(regex: str, weight: float, also: str | None = None) -> Cue:
     """A case-blind cue whose ``.`` crosses line breaks, since hosts' sentences are often wrapped."""
     flags = re.IGNORECASE | re.DOTALL
     pattern, second = re.compile(regex, flags), re.compile(also, flags) if also else None
-    return Cue(pattern, weight, second, required_words(pattern), required_words(second) if second else frozenset())
+    return Cue(pattern, weight, second, required_words(pattern), required_words(second) if second else ())
 
 
 class Approval(str, enum.Enum):
@@ -117,7 +128,7 @@ class Outcome:
     summary: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # one per kind, and a dictionary key while reading: hashed by identity
 class KindSpec:
     kind: TicketKind
     cues: tuple[Cue, ...]
@@ -130,12 +141,43 @@ class KindSpec:
     next_step: str = "OPI Professional Learning staff will review your request and email you when it is done."
     apply: Callable[[Session, Any, str], Outcome] | None = None
 
-    def score(self, ctx: Context) -> float:
-        """Evidence for this kind. A reply's subject is the old conversation's, so it counts for half."""
-        subject_weight = 0.5 if ctx.is_reply else 1.0
-        body = sum(c.weight for c in self.cues if c.search(ctx.body))
-        subject = sum(c.weight for c in self.cues if c.search(ctx.subject))
-        return body + subject_weight * subject
+
+class CueIndex:
+    """Every kind's cues, tried on a text together.
+
+    Most cues cannot match a given text, and most of the time went on finding that out cue by cue. Here
+    the words any cue needs are looked for in the text once (``WordSet``), and only cues whose words are
+    all there are searched. The result is exactly the cues whose ``search`` succeeds, in kind order.
+    """
+
+    def __init__(self, specs: tuple[KindSpec, ...]) -> None:
+        self.owner: dict[Cue, KindSpec] = {c: spec for spec in specs for c in spec.cues}
+        self.cues = tuple(self.owner)
+        self.words = WordSet(set().union(*(c.words for c in self.cues)))
+        # Each cue is listed under the words of its most telling clause: a cue none of whose words the
+        # text holds is not even looked at.
+        self._listed: dict[str, list[int]] = defaultdict(list)
+        self._unlisted: list[int] = []
+        for n, item in enumerate(self.cues):
+            for word in item.needs[0] if item.needs else ():
+                self._listed[word].append(n)
+            if not item.needs:
+                self._unlisted.append(n)
+
+    def found(self, text: str) -> tuple[Cue, ...]:
+        present = self.words.present_in(lowered(text))
+        candidates = set(self._unlisted)
+        for word in present:
+            candidates.update(self._listed.get(word, ()))
+        return tuple(c for c in (self.cues[n] for n in sorted(candidates)) if c.search_knowing(text, present))
+
+    def weights(self, text: str) -> dict[KindSpec, float]:
+        """Each kind's evidence in ``text``: the weights of its cues found there, added in the kind's order."""
+        totals: dict[KindSpec, float] = {}
+        for found in self.found(text):
+            spec = self.owner[found]
+            totals[spec] = totals.get(spec, 0) + found.weight
+        return totals
 
 
 # The follow-up question asked for each missing piece, in the host's words.
