@@ -12,6 +12,14 @@ from storage.base import Base, enum_column, utcnow
 from storage.enums import EventStatus, HostKind
 
 
+def location(online: bool, city: str, state: str, zip_code: str) -> str:
+    """Where an event is held, as PDUPS shows it: "Online", or "Billings, MT 59101"."""
+    if online:
+        return "Online"
+    place = ", ".join(part for part in (city, state) if part)
+    return f"{place} {zip_code}".strip()
+
+
 class Host(Base):
     __tablename__ = "hosts"
 
@@ -80,10 +88,7 @@ class Event(Base):
 
     @property
     def location(self) -> str:
-        if self.online:
-            return "Online"
-        place = ", ".join(part for part in (self.city, self.state) if part)
-        return f"{place} {self.zip}".strip()
+        return location(self.online, self.city, self.state, self.zip)
 
     @property
     def pdus(self) -> Decimal:

@@ -17,13 +17,15 @@ import time
 import unicodedata
 from collections import defaultdict
 from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import NamedTuple
 
 import sqlalchemy as sa
 from rapidfuzz import fuzz
 from sqlalchemy.orm import Session
 
 from storage.enums import EventStatus
-from storage.registry import Event, Host, User
+from storage.registry import Event, Host, User, location
 from workflows.dates import DateMention
 
 # Mail providers anyone can use: their domain says nothing about the organisation.
@@ -96,18 +98,21 @@ class RegistryIndex:
     by_domain: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
     by_acronym: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
     by_word: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
-    by_username: dict[str, str] = field(default_factory=dict)  # lower-cased username -> host_id
+    by_username: dict[str, str] = field(default_factory=dict)  # lower-cased username -> host_id, active users
+    usernames: set[str] = field(default_factory=set)  # every lower-cased username, active or not: all are taken
 
     @classmethod
     def build(cls, session: Session) -> RegistryIndex:
         index = cls()
         for host in session.scalars(sa.select(Host)):
             index.add_host(host)
-        for username, email, host_id in session.execute(
-            sa.select(User.username, User.email, User.host_id).where(User.status == "active")
+        for username, email, host_id, status in session.execute(
+            sa.select(User.username, User.email, User.host_id, User.status)
         ):
-            index.add_address(email, host_id)
-            index.by_username[username.lower()] = host_id
+            index.usernames.add(username.lower())
+            if status == "active":
+                index.add_address(email, host_id)
+                index.by_username[username.lower()] = host_id
         return index
 
     def add_host(self, host: Host) -> None:
@@ -268,32 +273,64 @@ def match_host(index: RegistryIndex, sender: str, text: str) -> HostMatch:
     return HostMatch(None, "", False)
 
 
+class EventFacts(NamedTuple):
+    """An event as reading sees it, loaded as a plain row: building ORM objects for a host's events cost
+    more than the query that finds them, and reading changes nothing."""
+
+    event_id: str
+    host_id: str
+    title: str
+    instructor: str
+    description: str
+    categories: list[str]
+    start_date: dt.date
+    end_date: dt.date
+    online: bool
+    city: str
+    zip: str
+    state: str
+    hours: Decimal
+    certificates_issued: int | None
+    status: EventStatus
+
+    @property
+    def location(self) -> str:
+        return location(self.online, self.city, self.state, self.zip)
+
+
 _EVENT_ID = re.compile(r"\b[A-Za-z]{0,4}-?\d{3,9}\b")
+_EVENTS: sa.Table = Event.__table__  # type: ignore[assignment]
 # Built once: building a statement and its cache key costs more than SQLite takes to answer it.
-_EVENT_IDS_AMONG = sa.select(Event.event_id).where(Event.event_id.in_(sa.bindparam("ids", expanding=True)))
-_EVENTS_OF_HOST = sa.select(Event).where(Event.host_id == sa.bindparam("host_id"))
+_EVENT_FACTS = sa.select(*(_EVENTS.c[name] for name in EventFacts._fields))
+_EVENTS_AMONG = _EVENT_FACTS.where(_EVENTS.c.event_id.in_(sa.bindparam("ids", expanding=True)))
+_EVENTS_OF_HOST = _EVENT_FACTS.where(_EVENTS.c.host_id == sa.bindparam("host_id"))
 
 
-def events_by_id(session: Session, text: str) -> list[Event]:
+def _event_facts(session: Session, statement: sa.Select[tuple[object, ...]], **params: object) -> list[EventFacts]:
+    # Read on the session's own connection, in its transaction, past the ORM's layers; so flush first, as
+    # an ORM query would, or an event changed earlier in this transaction would be read as it was.
+    if session.autoflush:
+        session.flush()
+    return [EventFacts(*row) for row in session.connection().execute(statement, params)]
+
+
+def events_by_id(session: Session, text: str) -> list[EventFacts]:
     """Events whose id appears in the text (ids are looked up exactly, so a phone number never matches)."""
     tokens = list(dict.fromkeys(m.group(0) for m in _EVENT_ID.finditer(text)))[:40]
     if not tokens:
         return []
-    # Most tokens are phone numbers, years and zip codes: ask for the ids alone, and load only real events.
-    wanted = list(dict.fromkeys(tokens + [t.upper() for t in tokens]))
-    ids = session.scalars(_EVENT_IDS_AMONG, {"ids": wanted}).all()
-    found = [session.get(Event, event_id) for event_id in ids]
+    found = _event_facts(session, _EVENTS_AMONG, ids=list(dict.fromkeys(tokens + [t.upper() for t in tokens])))
     order = {t.upper(): n for n, t in enumerate(tokens)}
     return sorted(found, key=lambda e: order.get(e.event_id.upper(), 99))
 
 
-def host_events(session: Session, host_id: str) -> list[Event]:
-    return list(session.scalars(_EVENTS_OF_HOST, {"host_id": host_id}))
+def host_events(session: Session, host_id: str) -> list[EventFacts]:
+    return _event_facts(session, _EVENTS_OF_HOST, host_id=host_id)
 
 
 @dataclass(frozen=True)
 class EventMatch:
-    event: Event | None
+    event: EventFacts | None
     score: float
     how: str
     lead: float = 0.0  # how far ahead of the next best event it is
@@ -301,10 +338,67 @@ class EventMatch:
 
 EVENT_THRESHOLD = 60.0
 TITLE_STOP_WORDS = GENERIC_WORDS | frozenset("with from into your our part session workshop training day night".split())
+EVENT_NOUNS = frozenset("workshop training session night day conference institute course webinar summit class".split())
+_TITLE_PARTS = re.compile(r"[:–—]| - ")
+
+
+@dataclass(frozen=True)
+class Title:
+    """What matching looks at in one event title, worked out once: a host's titles are compared with every
+    message that host sends."""
+
+    words: tuple[str, ...]  # the folded title's words, in order
+    word_set: frozenset[str]
+    parts: tuple[str, ...]  # the whole folded title, and each specific part of it (after a colon)
+    telling: tuple[str, ...]  # the words that tell titles apart, each once
+    pairs: tuple[tuple[str, str, str], ...]  # neighbouring words, and the two as written together
+    last_part: str  # the part after the last colon or dash: what hosts call the event
+
+    @classmethod
+    @functools.lru_cache(maxsize=65536)
+    def of(cls, title: str) -> Title:
+        folded = fold(title)
+        words = tuple(folded.split())
+        specific = (fold(p) for p in _TITLE_PARTS.split(title)[1:] if len(p.split()) >= 2)
+        return cls(
+            words=words,
+            word_set=frozenset(words),
+            parts=tuple(part for part in (folded, *specific) if part),
+            telling=tuple(dict.fromkeys(w for w in words if w not in TITLE_STOP_WORDS and len(w) > 2)),
+            pairs=tuple((a, b, f"{a} {b}") for a, b in zip(words, words[1:])),
+            last_part=fold(_TITLE_PARTS.split(title)[-1]),
+        )
+
+
+class Words:
+    """A text's folded words, grouped so that near spellings of a title word are found without trying them all."""
+
+    def __init__(self, folded: str) -> None:
+        self.folded = folded
+        self.padded = f" {folded} "
+        self.all = set(folded.split())
+        self._alike: dict[tuple[str, int], list[str]] = defaultdict(list)
+        for word in self.all:
+            self._alike[word[0], len(word)].append(word)
+        self._near: dict[str, bool] = {}
+
+    def has(self, word: str) -> bool:
+        """The word, or its plural or a small typo of it: "teams" for "team", "stratagies" for "strategies"."""
+        if word in self.all:
+            return True
+        near = self._near.get(word)
+        if near is None:
+            near = self._near[word] = len(word) > 4 and self._near_spelling(word)
+        return near
+
+    def _near_spelling(self, word: str) -> bool:
+        # A typo rarely changes the first letter, and changes the length by two letters at most.
+        candidates = (w for n in range(len(word) - 2, len(word) + 3) for w in self._alike.get((word[0], n), ()))
+        return any(fuzz.ratio(w, word) >= 85 for w in candidates)
 
 
 def match_event(
-    events: list[Event],
+    events: list[EventFacts],
     text: str,
     mentions: list[DateMention],
     sent_on: dt.date,
@@ -317,21 +411,20 @@ def match_event(
     ``focus`` is the sentence that makes the request: an event named there beats one named in passing.
     ``awaiting_count`` favours ended events with no count yet, the ones a count is usually for.
     """
-    folded = fold(text)
-    words = set(folded.split())
-    focus_folded = fold(focus)
-    focus_words = set(focus_folded.split())
+    words = Words(fold(text))
+    in_focus = Words(fold(focus)) if focus else None
     rarity = _word_rarity(events)
-    ranked: list[tuple[float, str, Event]] = []
+    ranked: list[tuple[float, str, EventFacts]] = []
     for event in events:
-        title_score = _title_score(event.title, folded, words, rarity, len(events))
+        title = Title.of(event.title)
+        title_score = _title_score(title, words, rarity, len(events))
         date_score = _date_score(event, mentions)
-        score = title_score + date_score + _kind_of_event_bonus(event.title, words)
+        score = title_score + date_score + _kind_of_event_bonus(title, words)
         if title_score:
-            score += _first_mention_bonus(event.title, folded)
-        if focus_folded and title_score and _title_score(event.title, focus_folded, focus_words, rarity, len(events)) >= 70:
+            score += _first_mention_bonus(title, words.folded)
+        if in_focus and in_focus.folded and title_score and _title_score(title, in_focus, rarity, len(events)) >= 70:
             score += 15
-        if event.city and fold(event.city) in words:
+        if event.city and fold(event.city) in words.all:
             score += 8
         if prefer_ended and event.end_date <= sent_on:
             score += 4
@@ -352,51 +445,42 @@ def match_event(
     return EventMatch(best, best_score, how, lead)
 
 
-def _word_rarity(events: list[Event]) -> dict[str, float]:
+def _word_rarity(events: list[EventFacts]) -> dict[str, float]:
     """How telling each title word is among this host's events: a word in every title tells nothing."""
     counts: dict[str, int] = defaultdict(int)
     for event in events:
-        for word in set(fold(event.title).split()):
+        for word in Title.of(event.title).word_set:
             counts[word] += 1
     total = max(len(events), 1)
     return {word: 1.0 + total / n for word, n in counts.items()}
 
 
-def _title_score(title: str, folded_text: str, words: set[str], rarity: dict[str, float], total: int = 1) -> float:
+def _title_score(title: Title, text: Words, rarity: dict[str, float], total: int = 1) -> float:
     """Up to 100: the whole title, its most specific part (after a colon), or its telling words."""
-    parts = [fold(title)] + [fold(p) for p in re.split(r"[:–—]| - ", title)[1:] if len(p.split()) >= 2]
-    partial = max((fuzz.partial_ratio(part, folded_text) for part in parts if part), default=0)
+    partial = max((fuzz.partial_ratio(part, text.folded) for part in title.parts), default=0)
     partial = partial if partial >= 80 else 0.0
-    title_words = [w for w in set(fold(title).split()) if w not in TITLE_STOP_WORDS and len(w) > 2]
-    if not title_words:
+    if not title.telling:
         return partial
-    weight = sum(rarity.get(w, 1.0) for w in title_words)
-    found = sum(rarity.get(w, 1.0) for w in title_words if w in words or _near_word(w, words))
+    weight = sum(rarity.get(w, 1.0) for w in title.telling)
+    found = sum(rarity.get(w, 1.0) for w in title.telling if text.has(w))
     overlap = found / weight
-    return max(partial, 95 * overlap if overlap >= 0.45 else 0.0, _phrase_score(title, folded_text, rarity, total))
+    return max(partial, 95 * overlap if overlap >= 0.45 else 0.0, _phrase_score(title, text, rarity))
 
 
-def _phrase_score(title: str, folded_text: str, rarity: dict[str, float], total: int) -> float:
+def _phrase_score(title: Title, text: Words, rarity: dict[str, float]) -> float:
     """Two telling title words written together ("the co-teaching one") name the event well enough.
 
     Words found in most of the host's titles (often its own name, "Small Schools ...") tell nothing.
     """
-    folded_title = fold(title).split()
     # rarity is 1 + titles / titles-with-the-word, so above 3 the word is in fewer than half the titles
-    telling = {w for w in folded_title if rarity.get(w, 1.0) > 3.0 and w not in TITLE_STOP_WORDS}
-    pairs = [f"{a} {b}" for a, b in zip(folded_title, folded_title[1:]) if {a, b} & telling]
-    return 72.0 if any(f" {pair} " in f" {folded_text} " for pair in pairs) else 0.0
+    def telling(word: str) -> bool:
+        return rarity.get(word, 1.0) > 3.0 and word not in TITLE_STOP_WORDS
+
+    found = any((telling(a) or telling(b)) and f" {pair} " in text.padded for a, b, pair in title.pairs)
+    return 72.0 if found else 0.0
 
 
-def _near_word(word: str, words: set[str]) -> bool:
-    """Plurals and small typos: "teams" for "team", "stratagies" for "strategies"."""
-    # A typo rarely changes the first letter; checking that first keeps this cheap on long texts.
-    return len(word) > 4 and any(
-        w[0] == word[0] and abs(len(w) - len(word)) <= 2 and fuzz.ratio(w, word) >= 85 for w in words
-    )
-
-
-def _date_score(event: Event, mentions: list[DateMention]) -> float:
+def _date_score(event: EventFacts, mentions: list[DateMention]) -> float:
     """A date the event starts or ends on says much; a date inside a months-long course says little."""
     best = 0.0
     long_running = (event.end_date - event.start_date).days > 14
@@ -410,17 +494,14 @@ def _date_score(event: Event, mentions: list[DateMention]) -> float:
     return best
 
 
-EVENT_NOUNS = frozenset("workshop training session night day conference institute course webinar summit class".split())
-
-
-def _kind_of_event_bonus(title: str, words: set[str]) -> float:
+def _kind_of_event_bonus(title: Title, text: Words) -> float:
     """"Our Oct 14 workshop": the kind of event the host names, when its title says the same."""
-    return 5.0 if EVENT_NOUNS & words & set(fold(title).split()) else 0.0
+    return 5.0 if EVENT_NOUNS & text.all & title.word_set else 0.0
 
 
-def _first_mention_bonus(title: str, folded_text: str) -> float:
+def _first_mention_bonus(title: Title, folded_text: str) -> float:
     """When several titles are named, the one named first is usually the one the request is about."""
-    part = fold(re.split(r"[:–—]| - ", title)[-1])
+    part = title.last_part
     alignment = fuzz.partial_ratio_alignment(part, folded_text) if part else None
     if alignment is None or alignment.score < 90 or not folded_text:
         return 0.0

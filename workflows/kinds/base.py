@@ -14,10 +14,9 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from storage.enums import TicketKind
-from storage.registry import Event
 from workflows.dates import DateMention
 from workflows.literals import Needs, WordSet, lowered, may_match, meets, required_words
-from workflows.matching import HostFacts, HostMatch, RegistryIndex
+from workflows.matching import EventFacts, HostFacts, HostMatch, RegistryIndex
 from workflows.parsing import ParsedMail
 
 
@@ -79,10 +78,10 @@ class Context:
     index: RegistryIndex
     host_match: HostMatch
     host: HostFacts | None = None  # from the registry index: id, name and account contact
-    event: Event | None = None
+    event: EventFacts | None = None
     event_how: str = ""
     mentions: list[DateMention] = field(default_factory=list)
-    host_events: list[Event] = field(default_factory=list)
+    host_events: list[EventFacts] = field(default_factory=list)
     sign_off: str = ""  # the signature block under the new text: read for the host, never for the request
     note: str = ""  # the host's own words, before any forwarded text was added to ``body``
     is_reply: bool = False

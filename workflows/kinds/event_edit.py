@@ -19,7 +19,7 @@ from storage.registry import Event
 from workflows.dates import DateMention, find_dates, join_ranges
 from workflows.extract import NUMBER_WORD_PATTERN, labelled, number_value, person_names, sentences
 from workflows.kinds.base import Approval, Context, Cue, Fields, KindSpec, Outcome, cue
-from workflows.matching import fold
+from workflows.matching import EventFacts, fold
 
 ATTRIBUTES = r"(?:title|name of (?:the|our) (?:event|workshop|session|training)|instructor|presenter|facilitator|description|categor(?:y|ies)|start date|end date|dates?|hours?|hrs|location|venue|typo|misspell\w*|spelling|spelled)"
 CUES: tuple[Cue, ...] = (
@@ -71,7 +71,7 @@ def _relevant_in(text: str, keywords: str) -> list[str]:
     return chosen
 
 
-def new_hours(ctx: Context, event: Event) -> Decimal | None:
+def new_hours(ctx: Context, event: EventFacts) -> Decimal | None:
     text = " ".join(relevant(ctx, r"\b(?:hours?|hrs?)\b|-hour\b"))
     n = rf"(\d{{1,3}}(?:\.\d{{1,2}})?|{NUMBER_WORD_PATTERN})"
     patterns = (
@@ -94,7 +94,7 @@ def new_hours(ctx: Context, event: Event) -> Decimal | None:
     return None
 
 
-def new_dates(ctx: Context, event: Event) -> dict[str, dt.date]:
+def new_dates(ctx: Context, event: EventFacts) -> dict[str, dt.date]:
     text = " ".join(relevant(ctx, r"\b(?:dates?|start|end|ran|run|moved?|reschedul\w*|extend\w*|open|should be|actually|two[- ]day|instead|held|holding|ended up)\b"))
     mentions = join_ranges(find_dates(text, ctx.sent_on), text)
     changes: dict[str, dt.date] = {}
@@ -112,7 +112,7 @@ def new_dates(ctx: Context, event: Event) -> dict[str, dt.date]:
     return {k: v for k, v in changes.items() if v != current[k]}
 
 
-def _new_range(text: str, mentions: list[DateMention], event: Event) -> DateMention | None:
+def _new_range(text: str, mentions: list[DateMention], event: EventFacts) -> DateMention | None:
     """The date the host wants: after "should be"/"to"/"actually", or the one not already on the event."""
     for mention in mentions:
         before = text[max(0, mention.at - 40) : mention.at].lower()
@@ -126,7 +126,7 @@ def _new_range(text: str, mentions: list[DateMention], event: Event) -> DateMent
     return differing[-1] if len(differing) == 1 else None
 
 
-def _range_changes(text: str, mention: DateMention, event: Event) -> dict[str, dt.date]:
+def _range_changes(text: str, mention: DateMention, event: EventFacts) -> dict[str, dt.date]:
     if mention.start != mention.end or event.start_date == event.end_date:
         return {"start_date": mention.start, "end_date": mention.end}
     around = text[max(0, mention.at - 40) : mention.at].lower()
@@ -135,7 +135,7 @@ def _range_changes(text: str, mention: DateMention, event: Event) -> dict[str, d
     return {"end_date": mention.end}
 
 
-def new_title(ctx: Context, event: Event) -> str | None:
+def new_title(ctx: Context, event: EventFacts) -> str | None:
     lines = [line.strip() for line in ctx.body.splitlines()]
     for n, line in enumerate(lines[:-1]):
         if re.search(r"(?:should (?:read|be)|change (?:it|the title) to|read as|new title( is)?|to:)\s*:?\s*$", line, re.IGNORECASE):
@@ -161,7 +161,7 @@ def _is_misspelling(quoted: str, title: str) -> bool:
     return fuzz.partial_ratio(fold(quoted), fold(title)) >= 90 and len(quoted) < len(title)
 
 
-def new_instructor(ctx: Context, event: Event) -> str | None:
+def new_instructor(ctx: Context, event: EventFacts) -> str | None:
     chosen = relevant(ctx, r"\b(?:instructor|presenter|facilitator|taught|teaching|teach|lead|led|present\w*|speaker|name)\b")
     text = " ".join(chosen)
     current = fold(event.instructor)
@@ -184,7 +184,7 @@ def new_instructor(ctx: Context, event: Event) -> str | None:
     return others[0] if others else None
 
 
-def _about_instructor(ctx: Context, event: Event) -> bool:
+def _about_instructor(ctx: Context, event: EventFacts) -> bool:
     """The host names the instructor's role, or writes a name close to the instructor's (a spelling fix)."""
     if re.search(r"\b(?:instructor|presenter|facilitator|taught|teach|lead|presenting)", ctx.body, re.IGNORECASE):
         return True
@@ -204,7 +204,7 @@ def _is_an_institution(name: str) -> bool:
     return bool(re.search(r"\b(?:Schools?|University|College|District|Center|Museum|Association)\b", name))
 
 
-def new_description(ctx: Context, event: Event) -> str | None:
+def new_description(ctx: Context, event: EventFacts) -> str | None:
     text = " ".join(relevant(ctx, r"\bdescription\b"))
     if not text:
         return None
@@ -220,7 +220,7 @@ def new_description(ctx: Context, event: Event) -> str | None:
     return match.group(1).strip().strip("\"“”") if match else None
 
 
-def new_categories(ctx: Context, event: Event, vocabulary: list[str]) -> list[str] | None:
+def new_categories(ctx: Context, event: EventFacts, vocabulary: list[str]) -> list[str] | None:
     text = " ".join(relevant(ctx, r"\bcategor(?:y|ies)\b"))
     if not text:
         return None
@@ -244,7 +244,7 @@ def new_categories(ctx: Context, event: Event, vocabulary: list[str]) -> list[st
 LOCATION = re.compile(r"\b([A-Z][a-z]+(?:\s[A-Z][a-z]+){0,2}),?\s+(?:(MT|Montana)\b\.?,?\s*(\d{5})?|()(\d{5})\b)")
 
 
-def new_location(ctx: Context, event: Event) -> str | None:
+def new_location(ctx: Context, event: EventFacts) -> str | None:
     chosen = relevant(ctx, r"\b(?:location|venue|moved it|held (?:it )?(?:at|in)|online|virtual|zoom|in[- ]person|place|zip)\b")
     text = " ".join(chosen)
     if not text:

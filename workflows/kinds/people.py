@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Collection
 
 import sqlalchemy as sa
 from rapidfuzz import fuzz
@@ -21,13 +22,31 @@ def ascii_letters(text: str) -> str:
 
 
 def username_for(session: Session, full_name: str) -> str:
-    """First initial + last name (John Doe → JDoe), made unique with 2, 3... as PDUPS does."""
+    """First initial + last name (John Doe → JDoe), made unique with 2, 3... as PDUPS does, against the
+    users table itself (reading proposes one from the registry index, which may be a second old)."""
+    base = username_base(full_name)
+    if not base:
+        return ""
+    taken = {u.lower() for u in session.scalars(sa.select(User.username).where(User.username.ilike(f"{base}%")))}
+    return unique_username(base, taken)
+
+
+def username_taken(session: Session, username: str) -> bool:
+    query = sa.select(User.username).where(sa.func.lower(User.username) == username.lower()).limit(1)
+    return session.scalar(query) is not None
+
+
+def username_base(full_name: str) -> str:
+    """John Doe → JDoe: the first initial and the last name, in ASCII letters."""
     words = [w for w in re.split(r"\s+", full_name.strip()) if w]
     if not words:
         return ""
     first, last = words[0], "".join(w[0].upper() + w[1:] for w in words[1:])
-    base = ascii_letters(first)[:1].upper() + ascii_letters(last)
-    taken = {u.lower() for u in session.scalars(sa.select(User.username).where(User.username.ilike(f"{base}%")))}
+    return ascii_letters(first)[:1].upper() + ascii_letters(last)
+
+
+def unique_username(base: str, taken: Collection[str]) -> str:
+    """``base``, or ``base`` with the first of 2, 3... that no username in ``taken`` (lower-cased) has."""
     if base.lower() not in taken:
         return base
     suffix = 2
@@ -119,10 +138,10 @@ def matching_user(session: Session, host_id: str | None, name: str | None, email
     return None
 
 
-def users_named_in(session: Session, host_id: str | None, text: str) -> list[User]:
-    """The host's active users whose full name appears in the text (however it is capitalised)."""
+def users_named_in(session: Session, host_id: str | None, text: str) -> list[str]:
+    """The full names of the host's active users that appear in the text (however it is capitalised)."""
     if not host_id:
         return []
     folded = fold(text)
-    users = session.scalars(sa.select(User).where(User.host_id == host_id, User.status == "active"))
-    return [u for u in users if u.full_name and fold(u.full_name) in folded]
+    names = session.scalars(sa.select(User.full_name).where(User.host_id == host_id, User.status == "active"))
+    return [name for name in names if name and fold(name) in folded]

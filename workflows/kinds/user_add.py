@@ -13,7 +13,7 @@ from storage.enums import TicketKind
 from storage.registry import User
 from workflows.kinds.base import Approval, Context, Cue, Fields, KindSpec, Outcome, cue
 from workflows.extract import phones_in
-from workflows.kinds.people import complete_from_context, other_addresses, person_in, username_for
+from workflows.kinds.people import complete_from_context, other_addresses, person_in, unique_username, username_base, username_for, username_taken
 from workflows.matching import forget_registry_index
 
 ACCESS = r"(?:user(?:name)?|login|log-in|log in|account|access|credentials)"
@@ -38,7 +38,8 @@ def extract(ctx: Context) -> Fields:
         person = complete_from_context(ctx, person_in(ctx, ctx.body))
     fields: Fields = {"person": person}
     if person["name"]:
-        fields["username"] = username_for(ctx.session, person["name"])
+        # Proposed from the registry index; approval checks it again against the users table.
+        fields["username"] = unique_username(username_base(person["name"]), ctx.index.usernames)
     return fields
 
 
@@ -60,7 +61,9 @@ def describe(ctx: Context, fields: Fields) -> str:
 def apply(session: Session, ticket: object, actor: str) -> Outcome:
     fields = ticket.fields  # type: ignore[attr-defined]
     person = fields["person"]
-    username = fields.get("username") or username_for(session, person["name"])
+    username = fields.get("username") or ""
+    if not username or username_taken(session, username):  # taken since the ticket was read
+        username = username_for(session, person["name"])
     user = User(
         username=username,
         full_name=person["name"],

@@ -36,8 +36,8 @@ def extract(ctx: Context) -> Fields:
         return {"person": {"name": ctx.sender_name or None, "email": ctx.sender, "phone": None}}
     person = person_in(ctx, ctx.body)
     named = users_named_in(ctx.session, ctx.host.host_id if ctx.host else None, ctx.body)
-    if named and (not person["name"] or person["name"] not in {u.full_name for u in named}):
-        person["name"] = named[0].full_name
+    if named and (not person["name"] or person["name"] not in named):
+        person["name"] = named[0]
     person["phone"] = None
     return {"person": person}
 
