@@ -22,9 +22,10 @@ from storage.mailing import Subscriber
 from storage.outbox import OutboxItem
 from storage.registry import Event, User
 from storage.tickets import Ticket
-from tests.factories import MailFactory, seed_registry
+from tests.factories import MailFactory, add_user, seed_registry
 from workflows.decisions import Verdict, approve, reject, undo
 from workflows.inbox import Receipt, receive
+from workflows.matching import forget_registry_index
 from workflows.policy import MailboxPolicy
 from storage.enums import Source
 
@@ -175,6 +176,24 @@ def test_it_asks_the_account_contact_before_adding_a_user_for_a_stranger(session
     with sessions() as session:
         added = session.get(User, "KMiller")
     assert (added.full_name, added.email, added.host_id) == ("Kevin Miller", "kmiller@gfps.k12.mt.us", "H0001")
+
+
+def test_it_proposes_a_username_no_user_has_had_and_checks_it_again_on_approval(sessions, registry, mail):
+    with sessions() as session:
+        add_user(session, "KMiller", full_name="Kim Miller", email="kim@gfps.k12.mt.us", status="inactive")
+        session.commit()
+    forget_registry_index()
+    receipt = take(sessions, mail, "Please add Kevin Miller (kmiller@gfps.k12.mt.us) as a new user for us.")
+    # An inactive user's name is still taken in PDUPS.
+    assert ticket(sessions, receipt.ticket_number).fields["username"] == "KMiller2"
+
+    with sessions() as session:  # someone else gets KMiller2 before staff approve
+        add_user(session, "kmiller2", full_name="Kay Miller", email="kay@gfps.k12.mt.us")
+        session.commit()
+    decide(sessions, lambda s: approve(s, POLICY, receipt.ticket_number, "Ann"))
+    with sessions() as session:
+        added = session.scalar(sa.select(User).where(User.full_name == "Kevin Miller"))
+    assert added.username == "KMiller3"
 
 
 def test_it_distrusts_a_sender_on_file_whose_mail_fails_dmarc(sessions, registry, mail):
