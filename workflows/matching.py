@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import heapq
 import re
 import threading
 import time
@@ -141,13 +142,16 @@ class RegistryIndex:
         A word shared by many hosts ("reading", a town name) says little, so each shared word counts
         by how rare it is among host names, and only the best ``limit`` hosts go on.
         """
-        weight: dict[str, float] = defaultdict(float)
+        weight: dict[str, float] = {}
         for word in sorted(words):  # a fixed order, so float sums and ties come out the same in every process
             hosts = self.by_word.get(word)
             if hosts:
+                share = 1.0 / len(hosts)
                 for host_id in hosts:
-                    weight[host_id] += 1.0 / len(hosts)
-        return sorted(weight, key=lambda host_id: (-weight[host_id], host_id))[:limit]
+                    weight[host_id] = weight.get(host_id, 0.0) + share
+        # A word such as "reading" is in hundreds of host names; of those only the best few are wanted.
+        best = heapq.nsmallest(limit, weight.items(), key=lambda item: (-item[1], item[0]))
+        return [host_id for host_id, _ in best]
 
     def hosts_for_address(self, address: str) -> set[str]:
         return set(self.by_address.get(address.lower(), ()))
@@ -397,6 +401,12 @@ class Words:
         return any(fuzz.ratio(w, word) >= 85 for w in candidates)
 
 
+@functools.lru_cache(maxsize=16)
+def words_of(folded: str) -> Words:
+    """Cached: one reading matches events against the same request sentence several times."""
+    return Words(folded)
+
+
 def match_event(
     events: list[EventFacts],
     text: str,
@@ -411,8 +421,8 @@ def match_event(
     ``focus`` is the sentence that makes the request: an event named there beats one named in passing.
     ``awaiting_count`` favours ended events with no count yet, the ones a count is usually for.
     """
-    words = Words(fold(text))
-    in_focus = Words(fold(focus)) if focus else None
+    words = words_of(fold(text))
+    in_focus = words_of(fold(focus)) if focus else None
     rarity = _word_rarity(events)
     ranked: list[tuple[float, str, EventFacts]] = []
     for event in events:
