@@ -12,6 +12,7 @@ import asyncio
 import hashlib
 import hmac
 import itertools
+import re
 import json
 import threading
 import time
@@ -29,6 +30,7 @@ from slack_sdk.signature import SignatureVerifier
 from tests.servers import free_port, loop_thread, run_on
 
 BOT_USER = "UBOT0000"
+TICKET_CARD = re.compile(r"PDU-\d+\b")  # how the app opens a ticket card's text
 TEAM = "T0PDU0001"
 CHANNEL = "C0STAFF01"
 SIGNING_SECRET = "test-signing-secret"
@@ -114,6 +116,17 @@ class FakeSlack:
         return self.calls_to("chat.postMessage")
 
     def cards(self) -> list[Call]:
+        """Ticket cards: top-level posts that open with the ticket's number.
+
+        Channel notices (the digest, the monthly report on the first business day) are top-level posts too; a
+        test counting cards must not depend on which day of the month it runs.
+        """
+        return [c for c in self.channel_posts() if TICKET_CARD.match(str(c.args.get("text", "")))]
+
+    def notices(self) -> list[Call]:
+        return [c for c in self.channel_posts() if not TICKET_CARD.match(str(c.args.get("text", "")))]
+
+    def channel_posts(self) -> list[Call]:
         return [c for c in self.posts() if not c.args.get("thread_ts")]
 
     def ephemerals(self) -> list[Call]:
