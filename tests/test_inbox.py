@@ -5,6 +5,7 @@ from __future__ import annotations
 import email
 import email.policy
 
+import pytest
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -15,6 +16,7 @@ from storage.outbox import OutboxItem
 from storage.tickets import AuditEntry, Message, Ticket
 from tests.factories import MAILBOX, MailFactory
 from workflows.inbox import Receipt, receive
+from workflows.outgoing import Draft, build_email
 from workflows.policy import MailboxPolicy
 
 POLICY = MailboxPolicy()
@@ -78,6 +80,34 @@ def test_it_sends_a_threaded_tagged_auto_replied_acknowledgement(sessions, mail:
     assert ack["Message-ID"].endswith("@mt.gov>")
     assert ack["From"].addresses[0].addr_spec == MAILBOX
     assert ack.get_body(("plain",)) is not None and ack.get_body(("html",)) is not None
+
+
+def test_it_keeps_a_line_break_hidden_in_an_encoded_subject_out_of_the_acknowledgements_header(
+    sessions, mail: MailFactory
+):
+    """An encoded word can carry CR LF; written back raw it would start a header of the host's choosing."""
+    raw = mail.raw(subject="Cancelled workshop").replace(
+        b"Subject: Cancelled workshop", b"Subject: =?utf-8?q?Cancelled_workshop=0D=0ABcc:_everyone@example.org?=")
+    take(sessions, raw)
+    with sessions() as session:
+        body = session.scalars(sa.select(OutboxItem.body).where(OutboxItem.channel == Channel.EMAIL)).one()
+    ack = email.message_from_bytes(body, policy=email.policy.default)
+    assert ack.get_all("Bcc") is None
+    assert "\n" not in ack["Subject"] and ack["Subject"].endswith("Cancelled workshop Bcc: everyone@example.org")
+    header_names = [line.split(b":")[0].lower() for line in body.split(b"\n\n")[0].splitlines() if line[:1] != b" "]
+    assert header_names.count(b"subject") == 1 and b"bcc" not in header_names
+
+
+@pytest.mark.parametrize("subject", ["Workshop\r\nBcc: everyone@example.org", "Atelier été\nBcc: everyone@example.org"])
+def test_it_writes_every_header_of_an_email_it_builds_on_one_line(subject: str):
+    """Whatever reaches a draft (a subject, an extra header), a line break in it cannot add a header."""
+    draft = Draft(to="jdoe@gfps.k12.mt.us", subject=subject, template="staff_reply", kind="reply",
+                  context={"name": "Jane", "text": "Done."}, headers=(("X-Request", "PDU-1\r\nBcc: x@example.org"),))
+    raw = build_email(MailboxPolicy(), draft, None).as_bytes()
+    built = email.message_from_bytes(raw, policy=email.policy.default)
+    assert built.get_all("Bcc") is None
+    assert built["Subject"] == " ".join(subject.splitlines())
+    assert built["X-Request"] == "PDU-1 Bcc: x@example.org"
 
 
 def test_it_does_not_answer_an_out_of_office_reply_to_the_acknowledgement(sessions, mail: MailFactory):
