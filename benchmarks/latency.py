@@ -238,7 +238,7 @@ def run_floor(rate: float, seconds: float) -> dict[str, object]:
 
 def _cards_per_tag(fake: FakeSlack) -> dict[str, int]:
     counts: dict[str, int] = {}
-    for call in fake.cards():
+    for call in fake.channel_posts():
         for word in str(call.args.get("text", "")).split():
             if word.startswith("bench-"):
                 counts[word] = counts.get(word, 0) + 1

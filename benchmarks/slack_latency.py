@@ -75,7 +75,7 @@ def wait_for_port(port: int, process: subprocess.Popen[bytes], timeout: float = 
 def card_times(fake: FakeSlack) -> dict[str, float]:
     """When the first card naming each benchmark email arrived at the fake."""
     arrived: dict[str, float] = {}
-    for call in fake.cards():
+    for call in fake.channel_posts():
         words = [w for w in str(call.args.get("text", "")).split() if w.startswith("bench-")]
         for word in words:
             arrived.setdefault(word, call.at)
@@ -118,7 +118,7 @@ def run(count: int, database_url: str | None = None) -> dict[str, object]:
                 process.terminate()
                 process.wait(timeout=30)
         arrived = card_times(fake)
-        cards_per_email = {tag: sum(tag in str(c.args.get("text")) for c in fake.cards()) for tag in accepted}
+        cards_per_email = {tag: sum(tag in str(c.args.get("text")) for c in fake.channel_posts()) for tag in accepted}
     latencies = [arrived[tag] - at for tag, at in accepted.items() if tag in arrived]
     return {
         "emails": count,
