@@ -7,12 +7,19 @@ import enum
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import DeclarativeBase, Session
 from sqlalchemy.types import TypeDecorator
 
 
 def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
+
+
+def dialect_insert(session: Session, model: type[Any]) -> sqlite.Insert | postgresql.Insert:
+    """An INSERT for ``model`` with the database's own ON CONFLICT clause (SQLite and PostgreSQL share it)."""
+    dialect = session.get_bind().dialect.name
+    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(model)
 
 
 class UTCDateTime(TypeDecorator[dt.datetime]):

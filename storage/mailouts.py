@@ -11,10 +11,9 @@ import datetime as dt
 import uuid
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Mapped, Session, deferred, mapped_column
 
-from storage.base import Base, enum_column, utcnow
+from storage.base import Base, dialect_insert, enum_column, utcnow
 from storage.enums import DeliveryStatus, MailingKind, MailingStatus, SubscriberStatus
 from storage.mailing import Subscriber
 from storage.mailstate import Suppression
@@ -60,11 +59,6 @@ class Delivery(Base):
     sent_at: Mapped[dt.datetime | None] = mapped_column()
 
 
-def _insert(session: Session) -> sqlite.Insert | postgresql.Insert:
-    dialect = session.get_bind().dialect.name
-    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(Delivery)
-
-
 def enqueue_deliveries(session: Session, mailing_id: int) -> int:
     """Add a pending delivery for every confirmed, deliverable subscriber not already on the mailing; commits.
 
@@ -75,7 +69,7 @@ def enqueue_deliveries(session: Session, mailing_id: int) -> int:
         Subscriber.status == SubscriberStatus.CONFIRMED,
         ~sa.exists().where(Suppression.email == Subscriber.email),
     ).order_by(Subscriber.email)
-    statement = _insert(session).from_select(["mailing_id", "email", "name"], eligible).on_conflict_do_nothing()
+    statement = dialect_insert(session, Delivery).from_select(["mailing_id", "email", "name"], eligible).on_conflict_do_nothing()
     added = session.execute(statement).rowcount or 0
     session.commit()
     return added

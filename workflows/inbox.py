@@ -37,7 +37,7 @@ from workflows.policy import MailboxPolicy
 from workflows.reading import Reading, read
 from workflows.routing import route_follow_up, route_new
 from workflows.staff import card_row
-from workflows.ticket_actions import SYSTEM_ACTOR, audit_row, status_row
+from workflows.ticket_actions import SYSTEM_ACTOR, ack_key, audit_row, status_row
 
 logger = logging.getLogger(__name__)
 
@@ -355,22 +355,23 @@ def follow_up_row(ticket_id: int, message: dict[str, Any]) -> dict[str, Any]:
 def answer_request(
     session: Session, parsed: ParsedMail, arrival: Arrival, source: Source, policy: MailboxPolicy, verdict: Verdict
 ) -> Receipt:
-    """A request that is answered: routing decides the answer and where the ticket goes."""
+    """A request that is answered: routing decides the answer and where the ticket goes.
+
+    The thread and the reading are looked up before the message joins the session, so that its row is
+    written once, with its ticket, instead of written and then updated when the ticket exists.
+    """
     row = message_row(parsed, arrival, source, verdict)
-    message = Message(**row)
-    message.attachments = [Attachment(**attachment_row(a)) for a in parsed.attachments]
-    session.add(message)
     ticket = find_ticket(session, parsed)
     if ticket is not None:
-        message.ticket = ticket
-        session.add(AuditEntry(**follow_up_row(ticket.id, row)))
+        message = message_on(ticket, row, parsed.attachments)
+        session.add_all([message, AuditEntry(**follow_up_row(ticket.id, row))])
         route_follow_up(session, policy, ticket, message, parsed)
         session.flush()  # the next message in a batch looks up what this one wrote
         return Receipt(message.id, verdict.classification, ticket.number)
     reading = arrival.reading or read(session, parsed)
     ticket = Ticket(**ticket_row(row, reading.kind, TicketStatus.NEW, **reading_values(reading)))
-    message.ticket = ticket
-    session.add(ticket)
+    message = message_on(ticket, row, parsed.attachments)
+    session.add_all([ticket, message])
     session.flush()
     session.add(AuditEntry(**audit_row(ticket.id, "created", f"host:{message.from_addr}", after=reading.as_json())))
     route_new(session, policy, ticket, message, reading)
@@ -378,9 +379,18 @@ def answer_request(
                    acknowledged=was_acknowledged(session, message))
 
 
+def message_on(ticket: Ticket, row: dict[str, Any], attachments: list[AttachmentInfo]) -> Message:
+    """The inbound message as an object on ``ticket``, for routing, which works on objects."""
+    message = Message(**row)
+    message.attachments = [Attachment(**attachment_row(a)) for a in attachments]
+    message.ticket = ticket
+    return message
+
+
 def was_acknowledged(session: Session, message: Message) -> bool:
-    session.flush()
-    return session.scalar(sa.select(OutboxItem.id).where(OutboxItem.dedupe_key == f"ack:{message.id}")) is not None
+    """Whether routing queued an answer to ``message``. Only this transaction can have: the message is new."""
+    key = ack_key(message.id)
+    return any(isinstance(item, OutboxItem) and item.dedupe_key == key for item in session)
 
 
 def record_non_request(session: Session, verdict: Verdict) -> None:

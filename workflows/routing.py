@@ -27,7 +27,7 @@ from workflows.outgoing import Draft, queue_email
 from workflows.parsing import ParsedMail
 from workflows.policy import MailboxPolicy
 from workflows.reading import Reading, read
-from workflows.staff import StaffPost, post_to_staff
+from workflows.staff import StaffPost, post_to_staff, queue_card
 
 AUTOMATIC_ACTOR = "pdubot (automatic)"
 YES = re.compile(r"^\W*(?:yes|yep|yeah|confirm(?:ed)?|correct|approved?|ok(?:ay)?|go ahead|that'?s right|please do)\b", re.IGNORECASE)
@@ -54,10 +54,7 @@ def route_new(session: Session, policy: MailboxPolicy, ticket: Ticket, message: 
 
 def notify_staff_of_new(session: Session, ticket: Ticket) -> None:
     """Post the ticket's card once; a ticket routed again (a missing piece arrived) keeps its card."""
-    key = f"card:{ticket.id}"
-    session.flush()
-    if session.scalar(sa.select(OutboxItem.id).where(OutboxItem.dedupe_key == key)) is None:
-        post_to_staff(session, StaffPost.CARD, ticket, dedupe_key=key)
+    queue_card(session, ticket.id)
 
 
 def acknowledge(session: Session, policy: MailboxPolicy, ticket: Ticket, message: Message, reading: Reading) -> None:

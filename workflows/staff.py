@@ -11,7 +11,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from storage.base import utcnow
+from storage.base import dialect_insert, utcnow
 from storage.enums import Channel, OutboxStatus
 from storage.outbox import OutboxItem
 from storage.tickets import Ticket
@@ -50,6 +50,13 @@ def post_to_staff(
 def card_key(ticket_id: int) -> str:
     """A ticket has one card: its outbox row is unique by this key."""
     return f"card:{ticket_id}"
+
+
+def queue_card(session: Session, ticket_id: int) -> None:
+    """Queue the ticket's card unless it has one. The card's unique key decides, in the one INSERT: a ticket
+    routed again (a missing piece arrived) keeps its card, and a new ticket costs no look-up first."""
+    session.execute(dialect_insert(session, OutboxItem).values(card_row(ticket_id))
+                    .on_conflict_do_nothing(index_elements=[OutboxItem.dedupe_key]))
 
 
 def card_row(ticket_id: int) -> dict[str, Any]:

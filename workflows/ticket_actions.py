@@ -75,6 +75,11 @@ def may_acknowledge(session: Session, policy: MailboxPolicy, address: str) -> bo
     return count_recent(session, address, ACK_KIND, since) < policy.ack_limit_per_hour
 
 
+def ack_key(message_pk: int) -> str:
+    """An inbound message is answered automatically at most once: its answer's outbox row is unique by this key."""
+    return f"ack:{message_pk}"
+
+
 def queue_acknowledgement(
     session: Session, policy: MailboxPolicy, ticket: Ticket, message: Message, template: str, context: dict[str, Any]
 ) -> bool:
@@ -90,7 +95,7 @@ def queue_acknowledgement(
         kind=ACK_KIND,
         parent=message,
         auto_submitted="auto-replied",
-        dedupe_key=f"ack:{message.id}",
+        dedupe_key=ack_key(message.id),
     )
     queue_email(session, policy, draft, ticket)
     return True
