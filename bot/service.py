@@ -21,6 +21,7 @@ from bot.settings import split_host_port
 from bot.slack import app as slack
 from bot.smtp_intake import MailboxHandler, start_smtp_server
 from bot.web import make_web_app, start_web
+from bot.wake import WakeSockets
 from bot.web_unsubscribe import register as register_unsubscribe
 
 logger = logging.getLogger(__name__)
@@ -64,24 +65,29 @@ class Service:
         self._closers: list[Callable[[], Awaitable[None]]] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._notifying: set[asyncio.Future[None]] = set()
+        self.wake_sockets = WakeSockets(runtime.settings.var_dir)
 
     def wake_outbox(self, *_: object) -> None:
-        """Rows were queued: wake the delivery loops here, and on PostgreSQL those of other processes too (the
-        Procfile runs each part alone), which would otherwise find the rows only at their next poll."""
+        """Rows were queued: wake the delivery loops here, and those of other processes too (the Procfile runs
+        each part alone), which would otherwise find the rows only at their next poll. PostgreSQL carries the
+        wake-up as a NOTIFY; on SQLite it is a datagram to each process's socket (``bot/wake.py``)."""
         self._wake_here()
-        if self._notify_others:
-            task = self._loop.create_task(asyncio.to_thread(self._notify))
-            self._notifying.add(task)
-            task.add_done_callback(self._notified)
+        if DELIVERY_PARTS <= {part.value for part in self.parts}:
+            return
+        if not self._on_postgresql:
+            self.wake_sockets.wake_others()
+            return
+        task = self._loop.create_task(asyncio.to_thread(self._notify))
+        self._notifying.add(task)
+        task.add_done_callback(self._notified)
 
     def _wake_here(self) -> None:
         self.outbox_wake.set()
         self.slack_wake.set()
 
     @property
-    def _notify_others(self) -> bool:
-        on_postgresql = self.runtime.engine.dialect.name == "postgresql"
-        return on_postgresql and not DELIVERY_PARTS <= {part.value for part in self.parts}
+    def _on_postgresql(self) -> bool:
+        return self.runtime.engine.dialect.name == "postgresql"
 
     def _notify(self) -> None:
         with self.runtime.engine.connect() as connection:
@@ -120,9 +126,16 @@ class Service:
             self._start_scheduler()
         if Part.SLACK in self.parts:
             self._start_slack()
-        if self.runtime.engine.dialect.name == "postgresql" and self.parts & {Part.OUTBOX, Part.SLACK}:
+        if self.parts & {Part.OUTBOX, Part.SLACK}:
+            self._listen_for_other_processes()
+
+    def _listen_for_other_processes(self) -> None:
+        """Be woken by other processes that queue rows: LISTEN on PostgreSQL, a wake-up socket on SQLite."""
+        if self._on_postgresql:
             self._tasks.append(asyncio.create_task(keep_running("wake-up listener", self.listen_for_wakeups,
                                                                 self.stop)))
+        else:
+            self.wake_sockets.listen(self._loop, self._wake_here)
 
     async def _start_intake(self) -> None:
         s = self.runtime.settings
@@ -216,4 +229,5 @@ class Service:
             except Exception:
                 logger.exception("error while closing")
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        self.wake_sockets.close(self._loop)
         logger.info("stopped")

@@ -9,7 +9,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import pytest
 
 from tests.factories import MAILBOX, MailFactory
 from tests.faults import PDUBOT, port_is_closed, service_env
@@ -30,7 +29,6 @@ def part(name: str, env: dict[str, str], log: Path) -> Iterator[subprocess.Popen
         process.wait(timeout=15)
 
 
-@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
 def test_it_wakes_the_outbox_process_when_the_intake_process_queues_an_acknowledgement(
     env: dict[str, str], tmp_path: Path, mail: MailFactory
 ):
