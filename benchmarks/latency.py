@@ -34,7 +34,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -183,13 +183,15 @@ def service_env(tmp: str, database_url: str, fake: FakeSlack, relay_port: int, s
 
 
 @contextmanager
-def processes(commands: list[list[str]], env: dict[str, str], log: Path, smtp_port: int) -> Iterator[None]:
+def processes(
+    commands: list[list[str]], env: dict[str, str], log: Path, smtp_port: int
+) -> Iterator[list[subprocess.Popen[bytes]]]:
     """Start every command (the first listens for SMTP) and stop them all at the end."""
     with open(log, "wb") as out:
         procs = [subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT) for command in commands]
         try:
             wait_for_port(smtp_port, procs[0])
-            yield
+            yield procs
         finally:
             for proc in procs:
                 proc.terminate()
@@ -205,15 +207,33 @@ def service_commands(procfile: bool) -> list[list[str]]:
     return [[PDUBOT, "run", *(arg for part in parts for arg in ("--only", part))]]
 
 
-def measure(load: Load, fake: FakeSlack, sink: TimedSink | None) -> dict[str, object]:
-    """Warm up, send the load, and wait until every card (and acknowledgement) arrived or the drain timed out."""
+def measure(
+    load: Load, fake: FakeSlack, sink: TimedSink | None, service_cpu: Callable[[], float] = lambda: 0.0
+) -> dict[str, object]:
+    """Warm up, send the load, and wait until every card (and acknowledgement) arrived or the drain timed out.
+
+    ``service_cpu`` is the CPU time the service's processes have used so far: the figures include what it used
+    per message between the warm-up and the end of the drain.
+    """
     Load(load.smtp_port, rate=20, count=WARM_UP, first=9000, connections=1).run()
     wait_for(lambda: len(card_times(fake)) >= WARM_UP, DRAIN_SECONDS)
+    cpu_before = service_cpu()
     load.run()
     tags = {f"bench-{load.first + n:04d}" for n in range(load.count)}
     acks = {s.message_id for s in load.sent} if sink is not None else set()
     wait_for(lambda: tags <= set(card_times(fake)) and acks <= set(sink.arrived if sink else ()), DRAIN_SECONDS)
-    return figures_of(load, card_times(fake), sink.arrived if sink is not None else None)
+    figures = figures_of(load, card_times(fake), sink.arrived if sink is not None else None)
+    figures["cpu_ms_per_message"] = round((service_cpu() - cpu_before) * 1000 / max(load.count, 1), 1)
+    return figures
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """User plus system CPU time of a process, from /proc (Linux); None elsewhere."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime and stime, fields 14 and 15
 
 
 def run_service(database: str, rate: float, seconds: float, procfile: bool) -> dict[str, object]:
@@ -221,8 +241,9 @@ def run_service(database: str, rate: float, seconds: float, procfile: bool) -> d
             fake_slack() as fake, timed_relay() as (sink, relay_port):
         smtp_port = free_port()
         env = service_env(tmp, url, fake, relay_port, smtp_port)
-        with processes(service_commands(procfile), env, Path(tmp) / "service.log", smtp_port):
-            figures = measure(Load(smtp_port, rate, int(rate * seconds)), fake, sink)
+        with processes(service_commands(procfile), env, Path(tmp) / "service.log", smtp_port) as procs:
+            figures = measure(Load(smtp_port, rate, int(rate * seconds)), fake, sink,
+                              lambda: sum(cpu_seconds(proc.pid) or 0.0 for proc in procs))
         duplicates = sum(n > 1 for n in _cards_per_tag(fake).values())
     return {"database": database, "rate": rate, "seconds": seconds, "duplicate_cards": duplicates, **figures}
 
@@ -231,8 +252,9 @@ def run_floor(rate: float, seconds: float) -> dict[str, object]:
     with tempfile.TemporaryDirectory() as tmp, fake_slack() as fake:
         smtp_port = free_port()
         command = [sys.executable, __file__, "--floor-server", str(smtp_port), fake.api_url]
-        with processes([command], dict(os.environ), Path(tmp) / "floor.log", smtp_port):
-            figures = measure(Load(smtp_port, rate, int(rate * seconds)), fake, None)
+        with processes([command], dict(os.environ), Path(tmp) / "floor.log", smtp_port) as (floor,):
+            figures = measure(Load(smtp_port, rate, int(rate * seconds)), fake, None,
+                              lambda: cpu_seconds(floor.pid) or 0.0)
     return {"database": "none (floor)", "rate": rate, "seconds": seconds, **figures}
 
 
@@ -308,13 +330,15 @@ def ms(value: object) -> str:
 def print_table(figures: dict[str, Any]) -> None:
     print(f"{figures['machine']}, load average {figures['load_average']}, {figures['connections']} connections, "
           f"service processes: {figures['processes']}")
-    print("database      rate  sent  cards  card p50 / p95 / p99 / max            ack p95   intake p95  x floor")
+    print("database      rate  sent  cards  card p50 / p95 / p99 / max            ack p95   intake p95  x floor"
+          "  CPU/msg")
     for r in [*figures["floors"], *figures["runs"]]:
         card = r["card_s"]
         ack = ms(r["ack_s"]["p95"]) if "ack_s" in r else "-"
         print(f"{r['database']:<13} {r['rate']:>4g} {r['accepted']:>5} {r['cards']:>6}  "
               f"{ms(card['p50'])} / {ms(card['p95'])} / {ms(card['p99'])} / {ms(card['max'])}   "
-              f"{ack:>8}  {ms(r['intake_s']['p95']):>9}  {r.get('p95_vs_floor') or '-'}")
+              f"{ack:>8}  {ms(r['intake_s']['p95']):>9}  {r.get('p95_vs_floor') or '-':>7}"
+              f"  {r.get('cpu_ms_per_message', '-')} ms")
     met = all(r["card_s"]["p95"] is not None and r["card_s"]["p95"] < TARGET_P95 for r in figures["runs"])
     print(f"target card p95 < {TARGET_P95 * 1000:.0f} ms: {'met' if met else 'MISSED'}")
 

@@ -22,7 +22,6 @@ import sys
 import tempfile
 import time
 from decimal import Decimal
-from pathlib import Path
 
 import sqlalchemy as sa
 
