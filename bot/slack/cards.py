@@ -14,7 +14,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload
 
 from bot.slack.text import CARD_TEXT_LIMIT, escape, fold, quoted, size, when
 from storage.changes import ChangeRecord
@@ -68,12 +68,15 @@ class CardFacts:
 
 
 def load_card(session: Session, ticket: Ticket) -> CardFacts:
+    """Every card posted reads this, so it costs few round trips: the messages come with their attachments,
+    and the change log is read only for a decided ticket (a change is recorded only by a decision)."""
     inbound = list(session.scalars(
-        sa.select(Message).where(Message.ticket_id == ticket.id, Message.direction == Direction.IN).order_by(Message.id)
-    ))
+        sa.select(Message).where(Message.ticket_id == ticket.id, Message.direction == Direction.IN)
+        .order_by(Message.id).options(joinedload(Message.attachments))
+    ).unique())
     change = session.scalar(
         sa.select(ChangeRecord).where(ChangeRecord.ticket_id == ticket.id).order_by(ChangeRecord.id.desc()).limit(1)
-    )
+    ) if ticket.decided_at is not None else None
     return CardFacts(
         ticket=ticket,
         host=session.get(Host, ticket.host_id) if ticket.host_id else None,
