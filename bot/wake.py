@@ -36,11 +36,16 @@ class WakeSockets:
         if len(str(self.own)) > MAX_PATH:
             logger.warning("the var directory's path is too long for a wake-up socket; delivery polls instead")
             return False
-        self.folder.mkdir(parents=True, exist_ok=True)
-        self.own.unlink(missing_ok=True)  # a process with our pid that died without cleaning up
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        listener.setblocking(False)
-        listener.bind(str(self.own))
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            self.own.unlink(missing_ok=True)  # a process with our pid that died without cleaning up
+            listener.setblocking(False)
+            listener.bind(str(self.own))
+        except OSError as exc:  # a read-only or foreign var directory: slower, not broken
+            listener.close()
+            logger.warning("cannot make a wake-up socket in %s (%s); delivery polls instead", self.folder, exc)
+            return False
         loop.add_reader(listener.fileno(), self._drain, on_wake)
         self._listener = listener
         return True

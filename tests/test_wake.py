@@ -39,10 +39,29 @@ def test_it_removes_the_socket_a_killed_process_left_behind(tmp_path: Path):
     leftover.bind(str(dead))
     leftover.close()  # the file stays, with no one reading: what kill -9 leaves
 
-    assert WakeSockets(tmp_path).wake_others() == 0
+    sender = WakeSockets(tmp_path)
+    assert sender.wake_others() == 0
+    sender.close()
     assert not dead.exists()
 
 
 def test_it_polls_instead_when_the_var_path_is_too_long_for_a_socket(tmp_path: Path):
     deep = tmp_path / ("d" * 120)
-    assert not WakeSockets(deep).listen(asyncio.new_event_loop(), lambda: None)
+    assert not listens(WakeSockets(deep))
+
+
+def test_it_polls_instead_when_the_var_directory_cannot_hold_a_socket(tmp_path: Path):
+    (tmp_path / "wake").write_text("a file where the folder should be")
+    assert not listens(WakeSockets(tmp_path))
+    sender = WakeSockets(tmp_path)
+    assert sender.wake_others() == 0
+    sender.close()
+
+
+def listens(sockets: WakeSockets) -> bool:
+    loop = asyncio.new_event_loop()
+    try:
+        return sockets.listen(loop, lambda: None)
+    finally:
+        sockets.close(loop)
+        loop.close()
