@@ -221,3 +221,16 @@ def test_it_skips_acknowledgements_for_backfill(sessions, mail: MailFactory):
     receipt = receive(sessions, mail.raw(), Source.FILE, POLICY, acknowledge_host=False)
     assert receipt.new_ticket and not receipt.acknowledged
     assert emails_queued(sessions) == 0
+
+
+def test_it_builds_parts_that_no_text_or_attachment_can_break_out_of():
+    """The boundary is chosen without searching the parts, so text that imitates it must not end a part."""
+    text = "--=_pdubot_0123\n=_pdubot_ and --=_ at the start of lines\n"
+    draft = Draft(to="jdoe@gfps.k12.mt.us", subject="Roster", template="staff_reply", kind="reply",
+                  context={"name": "Jane", "text": text}, attachments=(("roster.csv", "text/csv", text.encode() * 50),))
+    built = email.message_from_bytes(build_email(MailboxPolicy(), draft, None).as_bytes(), policy=email.policy.default)
+    assert [part.get_content_type() for part in built.walk()] == [
+        "multipart/mixed", "multipart/alternative", "text/plain", "text/html", "text/csv"]
+    assert "--=_pdubot_0123\n=_pdubot_ and --=_ at the start" in built.get_body(("plain",)).get_content()
+    (attachment,) = built.iter_attachments()
+    assert attachment.get_payload(decode=True) == text.encode() * 50

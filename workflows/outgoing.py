@@ -6,6 +6,7 @@ import email.charset
 import email.encoders
 import email.header
 import email.utils
+import secrets
 from dataclasses import dataclass
 from email.message import Message as MimeMessage
 from email.mime.base import MIMEBase
@@ -66,13 +67,13 @@ def build_email(policy: MailboxPolicy, draft: Draft, ticket: Ticket | None) -> C
     context = {"mailbox": policy.address, "ticket_tag": ticket.tag if ticket else "", "subject": draft.subject}
     context.update(draft.context)
     text, html = render_pair(draft.template, **context)
-    body = MIMEMultipart("alternative")
+    body = MIMEMultipart("alternative", boundary=boundary())
     body.attach(_text_part(text, "plain"))
     body.attach(_text_part(html, "html"))
     message = body
     if draft.attachments:
         # An attachment makes the message multipart/mixed around the alternative (RFC 2046 section 5.1.3).
-        message = MIMEMultipart("mixed")
+        message = MIMEMultipart("mixed", boundary=boundary())
         del body["MIME-Version"]
         message.attach(body)
         for filename, mime_type, content in draft.attachments:
@@ -106,6 +107,15 @@ def build_email(policy: MailboxPolicy, draft: Draft, ticket: Ticket | None) -> C
 
 BODY_CHARSET = email.charset.Charset("utf-8")
 BODY_CHARSET.body_encoding = email.charset.QP  # readable in the raw message, and safe for any line length
+
+
+def boundary() -> str:
+    """A multipart boundary no part can contain, so the generator need not search the parts for it.
+
+    Text parts are quoted-printable, where "=" is always followed by two hex digits or a line break, and
+    attachments are base64, which has no "_": neither can hold "=_" (RFC 2045 sections 6.7 and 6.8).
+    """
+    return f"=_pdubot_{secrets.token_hex(12)}"
 
 
 def _header(value: object) -> object:
