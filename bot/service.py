@@ -173,10 +173,10 @@ class Service:
         deliverer = EmailDeliverer(self.runtime.sessions, make_transport(relay, s.outbox_maildir), s.outbox_max_attempts)
 
         async def step() -> float:
+            self.outbox_wake.clear()  # before looking, so a wake-up that comes meanwhile is not lost
             handled = await deliverer.deliver_due()
             if handled:
                 return 0
-            self.outbox_wake.clear()
             try:
                 await asyncio.wait_for(self.outbox_wake.wait(), timeout=s.outbox_poll_seconds)
             except TimeoutError:

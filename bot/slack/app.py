@@ -74,11 +74,15 @@ def make_deliverer(settings: Settings, sessions: sessionmaker[Session]) -> Slack
 def delivery_step(
     deliverer: SlackDeliverer, wake: asyncio.Event, poll_seconds: float
 ) -> Callable[[], Awaitable[float]]:
-    """One turn of the Slack delivery loop: post what is due, then sleep until woken or the poll interval."""
+    """One turn of the Slack delivery loop: post what is due, then sleep until woken or the poll interval.
+
+    The wake-up is cleared before looking, not after: one that arrives while the deliverer looks (a row
+    queued, or the service stopping) then ends the sleep instead of being lost until the next poll.
+    """
     async def step() -> float:
+        wake.clear()
         if await deliverer.deliver_due():
             return 0
-        wake.clear()
         try:
             await asyncio.wait_for(wake.wait(), timeout=poll_seconds)
         except TimeoutError:
