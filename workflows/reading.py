@@ -192,14 +192,15 @@ def attach_event(ctx: Context, spec: KindSpec) -> None:
         return
     focus = request_sentences(ctx, spec)
     awaiting = spec.kind == TicketKind.CERTIFICATE_COUNT
-    found = match_event(ctx.host_events, ctx.text, ctx.mentions, ctx.sent_on, spec.prefer_ended, focus, awaiting)
     if focus:
-        # The sentence that makes the request names its event better than anything said in passing.
+        # The sentence that makes the request names its event better than anything said in passing; when it
+        # names one clearly, the whole text need not be matched at all.
         focus_mentions = join_ranges(find_dates(focus, ctx.sent_on), focus)
         in_focus = match_event(ctx.host_events, focus, focus_mentions, ctx.sent_on, spec.prefer_ended, focus, awaiting)
         if in_focus.event is not None and in_focus.lead >= 10:
             ctx.event, ctx.event_how = in_focus.event, in_focus.how
             return
+    found = match_event(ctx.host_events, ctx.text, ctx.mentions, ctx.sent_on, spec.prefer_ended, focus, awaiting)
     if ctx.is_reply:
         # A reply's subject names the old conversation's event; what the host wrote now comes first.
         body_mentions = join_ranges(find_dates(ctx.body, ctx.sent_on), ctx.body)
