@@ -10,6 +10,8 @@ import datetime as dt
 import re
 from dataclasses import dataclass
 
+from workflows.literals import lowered, may_match, required_words
+
 MONTH = (
     r"(?:jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?|sept?(?:ember)?|"
     r"oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)"
@@ -40,6 +42,8 @@ _PATTERNS = (
     ),
 )
 MONTH_NUMBERS = {name: n for n, name in enumerate("jan feb mar apr may jun jul aug sep oct nov dec".split(), start=1)}
+# The words each pattern cannot match without: a text lacking them is not searched with it.
+_NEEDS = tuple(required_words(pattern) for pattern in _PATTERNS)
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 RELATIVE_DAYS = {"yesterday": -1, "today": 0, "tonight": 0, "tomorrow": 1}
 
@@ -111,7 +115,10 @@ def find_dates(text: str, sent_on: dt.date) -> list[DateMention]:
     """Every date or date range in ``text``, in the order written, without overlaps."""
     found: list[DateMention] = []
     taken: list[range] = []
-    for pattern in _PATTERNS:  # ordered from most to least specific, so a written date wins over its weekday
+    words = lowered(text)
+    for pattern, needs in zip(_PATTERNS, _NEEDS):  # most specific first, so a written date wins over its weekday
+        if not may_match(needs, words):
+            continue
         for match in pattern.finditer(text):
             span = range(match.start(), match.end())
             if any(span.start < t.stop and t.start < span.stop for t in taken):
