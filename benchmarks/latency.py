@@ -52,6 +52,7 @@ TARGET_P95 = 0.3
 CONNECTIONS = 8
 WARM_UP = 5  # messages sent and drained before the clock runs: first-use imports and caches
 DRAIN_SECONDS = 60.0
+PARTS = ("intake", "outbox", "slack")  # the parts under test, and the Procfile's processes in this order
 
 
 # --- The relay: a sink that notes when each acknowledgement arrived --------------------------------------------
@@ -201,10 +202,9 @@ def processes(
 
 def service_commands(procfile: bool) -> list[list[str]]:
     """``pdubot run`` with the three parts in one process, or one process each as the Procfile runs them."""
-    parts = ("intake", "outbox", "slack")
     if procfile:
-        return [[PDUBOT, "run", "--only", part] for part in parts]
-    return [[PDUBOT, "run", *(arg for part in parts for arg in ("--only", part))]]
+        return [[PDUBOT, "run", "--only", part] for part in PARTS]
+    return [[PDUBOT, "run", *(arg for part in PARTS for arg in ("--only", part))]]
 
 
 def measure(
@@ -350,7 +350,7 @@ def by_process(result: dict[str, Any]) -> str:
     used = result.get("cpu_ms_per_message_by_process") or []
     if len(used) < 2:
         return ""
-    return " (" + ", ".join(f"{part} {ms}" for part, ms in zip(("intake", "outbox", "slack"), used)) + ")"
+    return " (" + ", ".join(f"{part} {ms}" for part, ms in zip(PARTS, used)) + ")"
 
 
 def complete(figures: dict[str, Any]) -> bool:

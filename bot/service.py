@@ -66,13 +66,14 @@ class Service:
         self._tasks: list[asyncio.Task[None]] = []
         self._notifying: set[asyncio.Future[None]] = set()
         self.wake_sockets = WakeSockets(runtime.settings.var_dir)
+        self._delivers_all_here = DELIVERY_PARTS <= {part.value for part in parts}  # no other process to wake
 
     def wake_outbox(self, *_: object) -> None:
         """Rows were queued: wake the delivery loops here, and those of other processes too (the Procfile runs
         each part alone), which would otherwise find the rows only at their next poll. PostgreSQL carries the
         wake-up as a NOTIFY; on SQLite it is a datagram to each process's socket (``bot/wake.py``)."""
         self._wake_here()
-        if DELIVERY_PARTS <= {part.value for part in self.parts}:
+        if self._delivers_all_here:
             return
         if not self._on_postgresql:
             self.wake_sockets.wake_others()

@@ -12,8 +12,8 @@ import asyncio
 import hashlib
 import hmac
 import itertools
-import re
 import json
+import re
 import threading
 import time
 import urllib.error
@@ -122,9 +122,6 @@ class FakeSlack:
         test counting cards must not depend on which day of the month it runs.
         """
         return [c for c in self.channel_posts() if TICKET_CARD.match(str(c.args.get("text", "")))]
-
-    def notices(self) -> list[Call]:
-        return [c for c in self.channel_posts() if not TICKET_CARD.match(str(c.args.get("text", "")))]
 
     def channel_posts(self) -> list[Call]:
         return [c for c in self.posts() if not c.args.get("thread_ts")]
