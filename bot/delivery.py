@@ -33,7 +33,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from storage.base import utcnow
 from storage.enums import Channel, OutboxStatus
-from storage.mailstate import is_suppressed
+from storage.mailstate import suppressed_among
 from storage.outbox import OutboxItem, claim_due, give_back, mark_retry, renew_leases, settle
 
 logger = logging.getLogger(__name__)
@@ -379,7 +379,7 @@ class EmailDeliverer:
         """Lease the oldest due rows, and say which of their recipients must not be mailed (bounced, unsubscribed)."""
         with self.sessions() as session:
             items = claim_due(session, Channel.EMAIL, limit, self.leases.lease)
-            return items, {item.recipient for item in items if is_suppressed(session, item.recipient)}
+            return items, suppressed_among(session, {item.recipient for item in items})
 
     async def _attempt(self, item: OutboxItem, suppressed: set[str]) -> Verdict:
         if item.recipient in suppressed:

@@ -31,8 +31,19 @@ class Suppression(Base):
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
+SUPPRESSED_AMONG = sa.select(Suppression.email).where(Suppression.email.in_(sa.bindparam("emails", expanding=True)))
+
+
 def is_suppressed(session: Session, email: str) -> bool:
     return session.get(Suppression, email.lower()) is not None
+
+
+def suppressed_among(session: Session, emails: set[str]) -> set[str]:
+    """Which of ``emails`` must not be mailed, in one query (as given, whatever their case)."""
+    if not emails:
+        return set()
+    found = set(session.scalars(SUPPRESSED_AMONG, {"emails": sorted({e.lower() for e in emails})}))
+    return {email for email in emails if email.lower() in found}
 
 
 def suppress(session: Session, email: str, reason: str) -> None:

@@ -7,7 +7,7 @@ several processes on one database never send the same row twice while it is leas
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, Session, deferred, mapped_column
@@ -15,6 +15,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from storage.base import Base, enum_column, utcnow
 from storage.enums import Channel, OutboxStatus
+from storage.mailstate import Suppression
 
 
 class OutboxItem(Base):
@@ -44,49 +45,92 @@ class OutboxItem(Base):
     sent_at: Mapped[dt.datetime | None] = mapped_column()
 
 
-def _due(channel: Channel, now: dt.datetime) -> sa.ColumnElement[bool]:
-    pending = sa.and_(OutboxItem.status == OutboxStatus.PENDING, OutboxItem.next_attempt_at <= now)
+OUTBOX: sa.Table = OutboxItem.__table__  # type: ignore[assignment]
+_C = OUTBOX.c
+
+# The statements delivery runs for every row are built once, with bound parameters: building a statement and its
+# cache key costs more than running it, and a Core statement skips the ORM's bulk-update bookkeeping.
+
+
+def _due() -> sa.ColumnElement[bool]:
+    """A row of the bound ``channel`` that is due at the bound ``now``."""
+    now = sa.bindparam("now", type_=_C.next_attempt_at.type)
+    pending = sa.and_(_C.status == OutboxStatus.PENDING, _C.next_attempt_at <= now)
     # A worker that died mid-send leaves its lease behind; once the lease runs out the row is due again.
-    abandoned = sa.and_(OutboxItem.status == OutboxStatus.SENDING, OutboxItem.claimed_until < now)
-    return sa.and_(OutboxItem.channel == channel, sa.or_(pending, abandoned))
+    abandoned = sa.and_(_C.status == OutboxStatus.SENDING, _C.claimed_until < now)
+    return sa.and_(_C.channel == sa.bindparam("of_channel", type_=_C.channel.type), sa.or_(pending, abandoned))
+
+
+def _claim(rows: sa.ColumnElement[bool]) -> sa.Update:
+    """Lease ``rows`` while they are still due: the condition is checked again on the row being updated, so two
+    workers that both saw a row due cannot both claim it."""
+    return (
+        sa.update(OUTBOX).where(rows, _due())
+        .values(status=OutboxStatus.SENDING, claimed_until=sa.bindparam("until", type_=_C.claimed_until.type),
+                attempts=_C.attempts + 1)
+    )
+
+
+def _oldest_due(skip_locked: bool) -> sa.Select[tuple[int]]:
+    query = sa.select(_C.id).where(_due()).order_by(_C.id).limit(sa.bindparam("limit", type_=sa.Integer))
+    # PostgreSQL: workers claiming at the same moment take different rows instead of waiting for each other.
+    return query.with_for_update(skip_locked=True) if skip_locked else query
+
+
+def _claim_oldest(skip_locked: bool) -> sa.Select[tuple[OutboxItem]]:
+    """The oldest due rows, leased in one statement and read back as objects with their bodies."""
+    # Materialized, so the oldest rows are chosen once: PostgreSQL may otherwise run a LIMIT ... SKIP LOCKED
+    # subquery again for each row it updates, and lease more rows than asked for.
+    oldest = _oldest_due(skip_locked).cte("oldest_due").prefix_with("MATERIALIZED")
+    claim = _claim(_C.id.in_(sa.select(oldest.c.id))).returning(*OUTBOX.c)
+    return (sa.select(OutboxItem).options(sa.orm.undefer(OutboxItem.body)).from_statement(claim)
+            .execution_options(populate_existing=True))  # the claim's own values, even for a row already loaded
+
+
+CLAIM_DUE = {skip_locked: _claim_oldest(skip_locked) for skip_locked in (False, True)}
+CLAIM_ROW = _claim(_C.id == sa.bindparam("item_id")).returning(_C.attempts)
+UNFINISHED = (
+    sa.select(OutboxItem)
+    .where(OutboxItem.channel == sa.bindparam("of_channel"),
+           OutboxItem.status.in_([OutboxStatus.PENDING, OutboxStatus.SENDING]))
+    .order_by(OutboxItem.id)
+    .limit(sa.bindparam("limit", type_=sa.Integer))
+)
+# A row, and with ``attempts``, only while it is still leased under that claim (each claim adds one), so a worker
+# whose lease ran out and was taken over cannot overwrite what the new holder does.
+_ROW = _C.id == sa.bindparam("item_id")
+_HELD = sa.and_(_ROW, _C.status == OutboxStatus.SENDING, _C.attempts == sa.bindparam("claim"))
+_SETTLED = {"status": sa.bindparam("new_status", type_=_C.status.type), "claimed_until": None,
+            "sent_at": sa.bindparam("sent", type_=_C.sent_at.type), "last_error": sa.bindparam("error")}
+SETTLE = {held: sa.update(OUTBOX).where(_HELD if held else _ROW).values(**_SETTLED) for held in (False, True)}
+RETRY = {held: sa.update(OUTBOX).where(_HELD if held else _ROW).values(
+    status=OutboxStatus.PENDING, claimed_until=None, next_attempt_at=sa.bindparam("at", type_=_C.next_attempt_at.type),
+    last_error=sa.bindparam("error")) for held in (False, True)}
+_GIVEN_BACK = {"status": OutboxStatus.PENDING, "claimed_until": None, "attempts": _C.attempts - 1}
+GIVE_BACK = {with_error: sa.update(OUTBOX).where(_HELD).values(
+    **_GIVEN_BACK, **({"last_error": sa.bindparam("error")} if with_error else {})) for with_error in (False, True)}
+# Through the ORM, so that the session's unwritten rows count too (it flushes them first).
+RECENT_AND_SUPPRESSED = sa.select(
+    sa.select(sa.func.count(OutboxItem.id)).where(
+        OutboxItem.recipient == sa.bindparam("recipient"), OutboxItem.kind == sa.bindparam("kind"),
+        OutboxItem.created_at >= sa.bindparam("since")).scalar_subquery(),
+    sa.exists().where(Suppression.email == sa.bindparam("email")),
+)
 
 
 def claim_due(session: Session, channel: Channel, limit: int, lease: dt.timedelta) -> list[OutboxItem]:
     """Lease up to ``limit`` due rows of ``channel`` to this worker, oldest first, and commit the lease."""
     now = utcnow()
-    query = sa.select(OutboxItem.id).where(_due(channel, now)).order_by(OutboxItem.id).limit(limit)
-    if session.get_bind().dialect.name == "postgresql":
-        query = query.with_for_update(skip_locked=True)
-    claimed: list[int] = []
-    for item_id in session.scalars(query).all():
-        result = session.execute(
-            sa.update(OutboxItem)
-            .where(OutboxItem.id == item_id, _due(channel, now))
-            .values(status=OutboxStatus.SENDING, claimed_until=now + lease, attempts=OutboxItem.attempts + 1)
-            .execution_options(synchronize_session=False)
-        )
-        if result.rowcount == 1:
-            claimed.append(item_id)
+    query = CLAIM_DUE[session.get_bind().dialect.name == "postgresql"]
+    items = list(session.scalars(query, {"of_channel": channel, "now": now, "until": now + lease, "limit": limit}))
     session.commit()
-    if not claimed:
-        return []
-    rows = session.scalars(
-        sa.select(OutboxItem).where(OutboxItem.id.in_(claimed)).order_by(OutboxItem.id)
-        .options(sa.orm.undefer(OutboxItem.body)).execution_options(populate_existing=True)  # the claim's own values
-    )
-    return list(rows)
+    return sorted(items, key=lambda item: item.id)  # RETURNING has no order
 
 
 def unfinished(session: Session, channel: Channel, limit: int) -> list[OutboxItem]:
     """The oldest ``limit`` rows of ``channel`` not yet sent, failed or skipped, in order: the head of an in-order
     queue and what follows it."""
-    query = (
-        sa.select(OutboxItem)
-        .where(OutboxItem.channel == channel, OutboxItem.status.in_([OutboxStatus.PENDING, OutboxStatus.SENDING]))
-        .order_by(OutboxItem.id)
-        .limit(limit)
-    )
-    return list(session.scalars(query))
+    return list(session.scalars(UNFINISHED, {"of_channel": channel, "limit": limit}))
 
 
 def is_due(item: OutboxItem, now: dt.datetime) -> bool:
@@ -99,13 +143,8 @@ def claim_row(session: Session, item: OutboxItem, lease: dt.timedelta) -> bool:
     """Lease one due row to this worker; False when it is not due or another worker leased it. The caller commits.
     ``item`` then carries the claim as the database has it (its attempts fence the claim)."""
     now = utcnow()
-    attempts = session.scalar(
-        sa.update(OutboxItem)
-        .where(OutboxItem.id == item.id, _due(item.channel, now))
-        .values(status=OutboxStatus.SENDING, claimed_until=now + lease, attempts=OutboxItem.attempts + 1)
-        .returning(OutboxItem.attempts)
-        .execution_options(synchronize_session=False)
-    )
+    params = {"item_id": item.id, "of_channel": item.channel, "now": now, "until": now + lease}
+    attempts = session.connection().execute(CLAIM_ROW, params).scalar()
     if attempts is None:
         return False
     for name, value in (("status", OutboxStatus.SENDING), ("claimed_until", now + lease), ("attempts", attempts)):
@@ -113,46 +152,27 @@ def claim_row(session: Session, item: OutboxItem, lease: dt.timedelta) -> bool:
     return True
 
 
-def _held(item_id: int, attempts: int | None) -> sa.ColumnElement[bool]:
-    """The row, and with ``attempts``, only while it is still leased under that claim (each claim adds one), so a
-    worker whose lease ran out and was taken over cannot overwrite what the new holder does."""
-    if attempts is None:
-        return OutboxItem.id == item_id
-    return sa.and_(OutboxItem.id == item_id, OutboxItem.status == OutboxStatus.SENDING,
-                   OutboxItem.attempts == attempts)
-
-
 def settle(session: Session, item_id: int, status: OutboxStatus, error: str = "", attempts: int | None = None) -> bool:
     """Record the end of a row's life: sent, failed for good (stays visible), or skipped. False when ``attempts``
     is given and the claim is no longer the holder's."""
     if status not in (OutboxStatus.SENT, OutboxStatus.FAILED, OutboxStatus.SKIPPED):
         raise ValueError(f"{status} is not a final outbox status")
-    sent_at = utcnow() if status == OutboxStatus.SENT else None
-    result = session.execute(
-        sa.update(OutboxItem)
-        .where(_held(item_id, attempts))
-        .values(status=status, sent_at=sent_at, claimed_until=None, last_error=error[:4000])
-    )
-    return result.rowcount == 1
+    params = {"item_id": item_id, "claim": attempts, "new_status": status, "error": error[:4000],
+              "sent": utcnow() if status == OutboxStatus.SENT else None}
+    return session.connection().execute(SETTLE[attempts is not None], params).rowcount == 1
 
 
 def mark_retry(session: Session, item_id: int, error: str, at: dt.datetime, attempts: int | None = None) -> None:
     """The row failed for its own reason and is tried again at ``at``."""
-    session.execute(
-        sa.update(OutboxItem)
-        .where(_held(item_id, attempts))
-        .values(status=OutboxStatus.PENDING, claimed_until=None, next_attempt_at=at, last_error=error[:4000])
-    )
+    params = {"item_id": item_id, "claim": attempts, "error": error[:4000], "at": at}
+    session.connection().execute(RETRY[attempts is not None], params)
 
 
 def give_back(session: Session, item_id: int, attempts: int, error: str | None = None) -> None:
     """Undo a claim: the row was not tried, or its destination failed as a whole, which is not the row's fault.
     It keeps its place in line (``next_attempt_at`` unchanged) and its claim is not counted as an attempt."""
-    values: dict[str, Any] = {"status": OutboxStatus.PENDING, "claimed_until": None, "attempts": attempts - 1}
-    if error is not None:
-        values["last_error"] = error[:4000]
-    session.execute(sa.update(OutboxItem).where(_held(item_id, attempts)).values(**values)
-                    .execution_options(synchronize_session=False))
+    params = {"item_id": item_id, "claim": attempts, "error": (error or "")[:4000]}
+    session.connection().execute(GIVE_BACK[error is not None], params)
 
 
 def renew_leases(session: Session, held: dict[int, int], until: dt.datetime) -> int:
@@ -169,9 +189,16 @@ def renew_leases(session: Session, held: dict[int, int], until: dt.datetime) -> 
     return result.rowcount
 
 
-def count_recent(session: Session, recipient: str, kind: str, since: dt.datetime) -> int:
-    """How many sends of ``kind`` went to ``recipient`` since ``since`` (the acknowledgement rate limit)."""
-    query = sa.select(sa.func.count(OutboxItem.id)).where(
-        OutboxItem.recipient == recipient, OutboxItem.kind == kind, OutboxItem.created_at >= since
-    )
-    return int(session.scalar(query) or 0)
+class Standing(NamedTuple):
+    """How a recipient stands before an automatic answer."""
+
+    recent: int  # sends of the kind since the time asked about
+    suppressed: bool  # bounced or asked not to be mailed
+
+
+def standing(session: Session, recipient: str, kind: str, since: dt.datetime) -> Standing:
+    """How many sends of ``kind`` went to ``recipient`` since ``since`` (the acknowledgement rate limit), and
+    whether the address is suppressed: one round trip, because intake asks both before every automatic answer."""
+    params = {"recipient": recipient, "kind": kind, "since": since, "email": recipient.lower()}
+    recent, suppressed = session.execute(RECENT_AND_SUPPRESSED, params).one()
+    return Standing(int(recent or 0), bool(suppressed))

@@ -140,6 +140,21 @@ def test_it_reclaims_a_row_whose_worker_died(sessions, mail):
         assert len(claim_due(session, Channel.EMAIL, 10, dt.timedelta(minutes=5))) == 1
 
 
+def test_it_leases_only_as_many_rows_as_asked_for_the_oldest_first(sessions, mail):
+    # PostgreSQL may run a "LIMIT ... SKIP LOCKED" subquery once per row it updates; the claim must not grow.
+    queue_acks(sessions, mail, 12)
+    lease = dt.timedelta(minutes=5)
+    with sessions() as session:
+        queued = list(session.scalars(sa.select(OutboxItem.id).where(OutboxItem.channel == Channel.EMAIL)
+                                      .order_by(OutboxItem.id)))
+        first = claim_due(session, Channel.EMAIL, 3, lease)
+        second = claim_due(session, Channel.EMAIL, 3, lease)
+    assert [item.id for item in first] == queued[:3]
+    assert [item.id for item in second] == queued[3:6]
+    assert all(item.status == OutboxStatus.SENDING and item.attempts == 1 and item.body for item in first)
+    assert statuses(sessions) == [OutboxStatus.SENDING] * 6 + [OutboxStatus.PENDING] * 6
+
+
 def test_it_never_lets_two_workers_claim_the_same_row(sessions, mail):
     queue_acks(sessions, mail, 20)
     lease = dt.timedelta(minutes=5)

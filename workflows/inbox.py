@@ -51,6 +51,8 @@ MESSAGES: sa.Table = Message.__table__  # type: ignore[assignment]
 TICKETS: sa.Table = Ticket.__table__  # type: ignore[assignment]
 INSERT_MESSAGE = sa.insert(MESSAGES).returning(MESSAGES.c.id)
 INSERT_TICKET = sa.insert(TICKETS).returning(TICKETS.c.id)
+STORED_UNDER = sa.select(MESSAGES.c.dedupe_key, MESSAGES.c.id, MESSAGES.c.classification, MESSAGES.c.ticket_id).where(
+    MESSAGES.c.dedupe_key.in_(sa.bindparam("keys", expanding=True)))
 QUIET_FILING = "filed without answering the host"
 
 @dataclass(frozen=True)
@@ -96,8 +98,7 @@ class Batch:
 
     def look_up(self, session: Session, keys: set[str]) -> None:
         """The messages already stored under any of ``keys``: one query for a batch, not one per message."""
-        query = sa.select(MESSAGES.c.dedupe_key, MESSAGES.c.id, MESSAGES.c.classification, MESSAGES.c.ticket_id)
-        for row in session.connection().execute(query.where(MESSAGES.c.dedupe_key.in_(sorted(keys)))):
+        for row in session.connection().execute(STORED_UNDER, {"keys": sorted(keys)}):
             self.stored[row.dedupe_key] = duplicate_receipt(row.id, row.classification, row.ticket_id)
 
     def remember(self, parsed: ParsedMail, receipt: Receipt) -> Receipt:

@@ -10,8 +10,7 @@ from sqlalchemy.orm import Session
 
 from storage.base import utcnow
 from storage.enums import TicketStatus, can_move
-from storage.mailstate import is_suppressed
-from storage.outbox import count_recent
+from storage.outbox import standing
 from storage.tickets import AuditEntry, Message, Ticket
 from workflows.outgoing import Draft, queue_email
 from workflows.policy import MailboxPolicy
@@ -69,10 +68,10 @@ def move_ticket(session: Session, ticket: Ticket, target: TicketStatus, actor: s
 
 def may_acknowledge(session: Session, policy: MailboxPolicy, address: str) -> bool:
     """Never answer the mailbox itself, an undeliverable address, or a sender already answered often this hour."""
-    if not address or address in policy.addresses or is_suppressed(session, address):
+    if not address or address in policy.addresses:
         return False
-    since = utcnow() - dt.timedelta(hours=1)
-    return count_recent(session, address, ACK_KIND, since) < policy.ack_limit_per_hour
+    recent, suppressed = standing(session, address, ACK_KIND, utcnow() - dt.timedelta(hours=1))
+    return not suppressed and recent < policy.ack_limit_per_hour
 
 
 def ack_key(message_pk: int) -> str:

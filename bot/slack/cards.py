@@ -67,16 +67,22 @@ class CardFacts:
     change: ChangeRecord | None  # what approval changed in the registry, once approved
 
 
+# Built once: every card posted runs them, and building a statement costs about as much as running it.
+INBOUND = (
+    sa.select(Message).where(Message.ticket_id == sa.bindparam("ticket_id"), Message.direction == Direction.IN)
+    .order_by(Message.id).options(joinedload(Message.attachments))
+)
+LAST_CHANGE = (
+    sa.select(ChangeRecord).where(ChangeRecord.ticket_id == sa.bindparam("ticket_id"))
+    .order_by(ChangeRecord.id.desc()).limit(1)
+)
+
+
 def load_card(session: Session, ticket: Ticket) -> CardFacts:
     """Every card posted reads this, so it costs few round trips: the messages come with their attachments,
     and the change log is read only for a decided ticket (a change is recorded only by a decision)."""
-    inbound = list(session.scalars(
-        sa.select(Message).where(Message.ticket_id == ticket.id, Message.direction == Direction.IN)
-        .order_by(Message.id).options(joinedload(Message.attachments))
-    ).unique())
-    change = session.scalar(
-        sa.select(ChangeRecord).where(ChangeRecord.ticket_id == ticket.id).order_by(ChangeRecord.id.desc()).limit(1)
-    ) if ticket.decided_at is not None else None
+    inbound = list(session.scalars(INBOUND, {"ticket_id": ticket.id}).unique())
+    change = session.scalar(LAST_CHANGE, {"ticket_id": ticket.id}) if ticket.decided_at is not None else None
     return CardFacts(
         ticket=ticket,
         host=session.get(Host, ticket.host_id) if ticket.host_id else None,

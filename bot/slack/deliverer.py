@@ -50,6 +50,11 @@ RUN_LENGTH = 20  # rows claimed together at most
 # Errors Slack answers with HTTP 200 that still mean "try again later".
 TRANSIENT_ERRORS = frozenset({"ratelimited", "internal_error", "fatal_error", "service_unavailable", "request_timeout"})
 UNFINISHED = (OutboxStatus.PENDING, OutboxStatus.SENDING)
+TICKETS: sa.Table = Ticket.__table__  # type: ignore[assignment]
+# Built once, like the outbox's own statements: they run for every card.
+KEEP_CARD_TS = (sa.update(TICKETS).where(TICKETS.c.id == sa.bindparam("ticket_id"))
+                .values(slack_ts=sa.bindparam("card_ts"), updated_at=TICKETS.c.updated_at))  # not a change to the ticket
+TICKETS_OF = sa.select(Ticket).where(Ticket.id.in_(sa.bindparam("ids", expanding=True)))
 
 
 class SlackError(TransportError):
@@ -201,15 +206,17 @@ class SlackDeliverer:
         posted in the same run, and after a card claimed ahead of the thread line waiting for it."""
         run: list[Step] = []
         new_cards: set[int | None] = set()
-        for head in unfinished(session, Channel.SLACK, limit):  # a skipped head is settled: the next is next
+        heads = unfinished(session, Channel.SLACK, limit)
+        tickets = tickets_of(session, heads)
+        for head in heads:  # a skipped head is settled: the next is next
             if len(run) == limit or not is_due(head, utcnow()) or (run and head.ticket_id in new_cards):
                 break
-            plan = self._plan(session, head)
+            plan = self._plan(session, head, tickets)
             if plan is Hold.SKIPPED:
                 continue
             if plan is Hold.WAIT or (run and plan is not head) or not claim_row(session, plan, self.leases.lease):
                 break
-            step = self._prepare(session, plan)
+            step = self._prepare(session, plan, tickets.get(plan.ticket_id))
             run.append(step)
             if plan is not head:
                 break  # the thread line at the head goes in the next run, once the card's ts is kept
@@ -217,11 +224,11 @@ class SlackDeliverer:
                 new_cards.add(plan.ticket_id)
         return run
 
-    def _plan(self, session: Session, head: OutboxItem) -> OutboxItem | Hold:
+    def _plan(self, session: Session, head: OutboxItem, tickets: dict[int | None, Ticket]) -> OutboxItem | Hold:
         """The row to post now: the head itself, or the card a thread line at the head is waiting for."""
         if head.kind not in (StaffPost.THREAD.value, StaffPost.CARD_UPDATE.value) or head.ticket_id is None:
             return head
-        ticket = session.get(Ticket, head.ticket_id)
+        ticket = tickets.get(head.ticket_id)
         if ticket is None or ticket.slack_ts:
             return head
         card = session.scalar(
@@ -243,8 +250,7 @@ class SlackDeliverer:
         logger.info("Slack outbox %s skipped: %s", item.id, reason)
         return Hold.SKIPPED
 
-    def _prepare(self, session: Session, item: OutboxItem) -> Step:
-        ticket = session.get(Ticket, item.ticket_id) if item.ticket_id is not None else None
+    def _prepare(self, session: Session, item: OutboxItem, ticket: Ticket | None) -> Step:
         if ticket is None:
             return Step(item)
         card = render_card(load_card(session, ticket), self.tz) if needs_card(item.kind, ticket.slack_ts) else None
@@ -254,8 +260,7 @@ class SlackDeliverer:
         item = outcome.item
         if outcome.card_ts and item.ticket_id is not None:
             # The card's ts goes on the ticket in the same commit as the row: threads and updates need it.
-            session.execute(sa.update(Ticket).where(Ticket.id == item.ticket_id)
-                            .values(slack_ts=outcome.card_ts, updated_at=Ticket.updated_at))
+            session.connection().execute(KEEP_CARD_TS, {"ticket_id": item.ticket_id, "card_ts": outcome.card_ts})
         error = outcome.error
         if error is None:
             settle(session, item.id, OutboxStatus.SENT, attempts=item.attempts)
@@ -337,6 +342,12 @@ class SlackDeliverer:
         with self.sessions() as session:
             document = session.get(StoredDocument, document_id)
             return bytes(document.data) if document is not None else None
+
+
+def tickets_of(session: Session, items: list[OutboxItem]) -> dict[int | None, Ticket]:
+    """The tickets of ``items``, by id, in one query rather than one for each row."""
+    ids = sorted({item.ticket_id for item in items if item.ticket_id is not None})
+    return {ticket.id: ticket for ticket in session.scalars(TICKETS_OF, {"ids": ids})} if ids else {}
 
 
 def needs_card(kind: str, slack_ts: str | None) -> bool:
