@@ -26,7 +26,7 @@ from bot.web_unsubscribe import register as register_unsubscribe
 
 logger = logging.getLogger(__name__)
 
-WAKE_CHANNEL = "pdubot_outbox"  # PostgreSQL NOTIFY channel: rows were queued, deliver now
+WAKE_CHANNEL = "pdubot_outbox"  # the NOTIFY channel of the outbox trigger (migration 0004): rows were queued
 DELIVERY_PARTS = frozenset({"outbox", "slack"})
 
 
@@ -64,23 +64,18 @@ class Service:
         self._threads_stop = threading.Event()
         self._closers: list[Callable[[], Awaitable[None]]] = []
         self._tasks: list[asyncio.Task[None]] = []
-        self._notifying: set[asyncio.Future[None]] = set()
         self.wake_sockets = WakeSockets(runtime.settings.var_dir)
         self._delivers_all_here = DELIVERY_PARTS <= {part.value for part in parts}  # no other process to wake
 
     def wake_outbox(self, *_: object) -> None:
-        """Rows were queued: wake the delivery loops here, and those of other processes too (the Procfile runs
-        each part alone), which would otherwise find the rows only at their next poll. PostgreSQL carries the
-        wake-up as a NOTIFY; on SQLite it is a datagram to each process's socket (``bot/wake.py``)."""
+        """Rows were queued: wake the delivery loops here, and on SQLite those of other processes too (the
+        Procfile runs each part alone), which would otherwise find the rows only at their next poll. On
+        PostgreSQL the database wakes them: a trigger on the outbox sends NOTIFY when a transaction that queued
+        rows commits (migration 0004). On SQLite the wake-up is a datagram to each process's socket
+        (``bot/wake.py``)."""
         self._wake_here()
-        if self._delivers_all_here:
-            return
-        if not self._on_postgresql:
+        if not self._delivers_all_here and not self._on_postgresql:
             self.wake_sockets.wake_others()
-            return
-        task = self._loop.create_task(asyncio.to_thread(self._notify))
-        self._notifying.add(task)
-        task.add_done_callback(self._notified)
 
     def _wake_here(self) -> None:
         self.outbox_wake.set()
@@ -89,16 +84,6 @@ class Service:
     @property
     def _on_postgresql(self) -> bool:
         return self.runtime.engine.dialect.name == "postgresql"
-
-    def _notify(self) -> None:
-        with self.runtime.engine.connect() as connection:
-            connection.execute(sa.select(sa.func.pg_notify(WAKE_CHANNEL, "")))
-            connection.commit()
-
-    def _notified(self, task: asyncio.Task[None]) -> None:
-        self._notifying.discard(task)
-        if not task.cancelled() and task.exception() is not None:  # the rows are still found at the next poll
-            logger.warning("could not notify the delivery processes: %s", type(task.exception()).__name__)
 
     async def listen_for_wakeups(self) -> float:
         """LISTEN on PostgreSQL and wake the delivery loops here whenever another process queued rows."""
