@@ -32,12 +32,13 @@ from storage.outbox import OutboxItem
 from storage.tickets import TICKET_NUMBER_OFFSET, Attachment, AuditEntry, Message, Ticket
 from workflows.conversation import find_ticket, find_ticket_id
 from workflows.nonrequest import Verdict, classify
+from workflows.outgoing import queued_in
 from workflows.parsing import AttachmentInfo, ParsedMail, parse_message
 from workflows.policy import MailboxPolicy
 from workflows.reading import Reading, read
 from workflows.routing import route_follow_up, route_new
 from workflows.staff import card_row
-from workflows.ticket_actions import SYSTEM_ACTOR, ack_key, audit_row, status_row
+from workflows.ticket_actions import SYSTEM_ACTOR, ack_key, append_audit, audit_row, status_row
 
 logger = logging.getLogger(__name__)
 
@@ -365,7 +366,8 @@ def answer_request(
     ticket = find_ticket(session, parsed)
     if ticket is not None:
         message = message_on(ticket, row, parsed.attachments)
-        session.add_all([message, AuditEntry(**follow_up_row(ticket.id, row))])
+        session.add(message)
+        append_audit(session, follow_up_row(ticket.id, row))
         route_follow_up(session, policy, ticket, message, parsed)
         session.flush()  # the next message in a batch looks up what this one wrote
         return Receipt(message.id, verdict.classification, ticket.number)
@@ -374,7 +376,7 @@ def answer_request(
     message = message_on(ticket, row, parsed.attachments)
     session.add_all([ticket, message])
     session.flush()
-    session.add(AuditEntry(**audit_row(ticket.id, "created", f"host:{message.from_addr}", after=reading.as_json())))
+    append_audit(session, audit_row(ticket.id, "created", f"host:{message.from_addr}", after=reading.as_json()))
     route_new(session, policy, ticket, message, reading)
     return Receipt(message.id, verdict.classification, ticket.number, new_ticket=True,
                    acknowledged=was_acknowledged(session, message))
@@ -390,8 +392,7 @@ def message_on(ticket: Ticket, row: dict[str, Any], attachments: list[Attachment
 
 def was_acknowledged(session: Session, message: Message) -> bool:
     """Whether routing queued an answer to ``message``. Only this transaction can have: the message is new."""
-    key = ack_key(message.id)
-    return any(isinstance(item, OutboxItem) and item.dedupe_key == key for item in session)
+    return ack_key(message.id) in queued_in(session)
 
 
 def record_non_request(session: Session, verdict: Verdict) -> None:

@@ -328,9 +328,7 @@ def remind_host(
                 ticket.fields = {**ticket.fields, "event_ids": [e.event_id for e in plan.overdue]}
                 draft = digest_draft(host, to, cc, ticket, plan.overdue, plan.ending, today, NAG_KIND,
                                      f"{NAG_KIND}:{host.host_id}:{today.isoformat()}")
-                item = queue_email(session, mailbox, draft, ticket)
-                session.flush()
-                record_stages(session, plan, policy, today, item.id)
+                record_stages(session, plan, policy, today, queue_email(session, mailbox, draft, ticket))
             run.digests.append({"host_id": host.host_id, "to": to, "cc": list(cc),
                                 "events": [e.event_id for e in plan.overdue],
                                 "stages": {e.event_id: s for e, s in plan.new_stages},
