@@ -9,12 +9,20 @@ from __future__ import annotations
 import enum
 from typing import Any
 
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from storage.base import dialect_insert, utcnow
+from storage.base import utcnow
 from storage.enums import Channel, OutboxStatus
 from storage.outbox import OutboxItem
 from storage.tickets import Ticket
+
+
+OUTBOX: sa.Table = OutboxItem.__table__  # type: ignore[assignment]
+# Built once for each database: intake runs it for every new ticket.
+QUEUE_CARD = {name: insert(OUTBOX).on_conflict_do_nothing(index_elements=[OUTBOX.c.dedupe_key])
+              for name, insert in (("postgresql", postgresql.insert), ("sqlite", sqlite.insert))}
 
 
 class StaffPost(str, enum.Enum):
@@ -54,9 +62,9 @@ def card_key(ticket_id: int) -> str:
 
 def queue_card(session: Session, ticket_id: int) -> None:
     """Queue the ticket's card unless it has one. The card's unique key decides, in the one INSERT: a ticket
-    routed again (a missing piece arrived) keeps its card, and a new ticket costs no look-up first."""
-    session.execute(dialect_insert(session, OutboxItem).values(card_row(ticket_id))
-                    .on_conflict_do_nothing(index_elements=[OutboxItem.dedupe_key]))
+    routed again (a missing piece arrived) keeps its card, and a new ticket costs no look-up first. The row is
+    written at once, on the transaction's connection: its ticket is already stored."""
+    session.connection().execute(QUEUE_CARD[session.get_bind().dialect.name], card_row(ticket_id))
 
 
 def card_row(ticket_id: int) -> dict[str, Any]:
