@@ -333,6 +333,9 @@ class EmailDeliverer:
         self._unrecorded: list[Verdict] = []  # kept until the database takes them (it may be unreachable)
         self._probed = False  # the relay was suspect and a probe just found it answering
         self._suspect_row: int | None = None  # the row being sent when the relay last failed
+        # The last claim took fewer rows than it asked for, so nothing else was due then: the delivery loop can
+        # sleep until a wake-up (rows queued since) instead of looking again at once.
+        self.drained = False
 
     async def deliver_due(self, limit: int = BATCH) -> int:
         """Send what is due now, oldest first; returns how many rows were handled (sent, failed, retried, skipped
@@ -342,6 +345,7 @@ class EmailDeliverer:
             return 0
         started = time.monotonic()
         items, suppressed = await asyncio.to_thread(self._claim, limit)
+        self.drained = len(items) < limit
         self.leases.claimed(items, started)
         waiting = list(items)
         async with self.leases.kept():

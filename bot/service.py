@@ -160,9 +160,8 @@ class Service:
 
         async def step() -> float:
             self.outbox_wake.clear()  # before looking, so a wake-up that comes meanwhile is not lost
-            handled = await deliverer.deliver_due()
-            if handled:
-                return 0
+            if await deliverer.deliver_due() and not deliverer.drained:
+                return 0  # a full batch: more may be due now
             try:
                 await asyncio.wait_for(self.outbox_wake.wait(), timeout=s.outbox_poll_seconds)
             except TimeoutError:

@@ -155,6 +155,20 @@ def test_it_leases_only_as_many_rows_as_asked_for_the_oldest_first(sessions, mai
     assert statuses(sessions) == [OutboxStatus.SENDING] * 6 + [OutboxStatus.PENDING] * 6
 
 
+def test_it_says_whether_a_delivery_took_everything_that_was_due(sessions, mail):
+    queue_acks(sessions, mail, 3)
+    with smtp_sink() as (sink, port):
+        async def go() -> list[tuple[int, bool]]:
+            deliverer = EmailDeliverer(sessions, relay_at(port))
+            try:
+                return [(await deliverer.deliver_due(limit=2), deliverer.drained) for _ in range(3)]
+            finally:
+                await deliverer.transport.close()
+
+        assert asyncio.run(go()) == [(2, False), (1, True), (0, True)]
+        assert len(sink.received) == 3
+
+
 def test_it_never_lets_two_workers_claim_the_same_row(sessions, mail):
     queue_acks(sessions, mail, 20)
     lease = dt.timedelta(minutes=5)

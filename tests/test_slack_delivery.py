@@ -145,3 +145,16 @@ def test_it_uploads_a_notice_file_into_its_thread_without_posting_the_notice_twi
     (completed,) = rig.fake.calls_to("files.completeUploadExternal")
     assert completed.args["thread_ts"] == notice.result["ts"] and completed.args["channel_id"] == "C0STAFF01"
     assert list(rig.fake.uploads.values()) == [b"%PDF-1.4 x"]
+
+
+def test_it_says_whether_a_delivery_took_everything_that_was_due(rig, mail):
+    # The delivery loop sleeps until a wake-up only when nothing was left due; otherwise it looks again at once.
+    for n in range(3):
+        take(rig.sessions, mail.raw(body="Please remove our cancelled workshop.", sender=STRANGER, subject=f"C{n}"))
+    short = SlackDeliverer(rig.sessions, rig.deliverer.client, CHANNEL, rig.settings.policy.timezone, run_length=2)
+    assert run_on(rig.loop, short.deliver_due(limit=2)) == 2
+    assert not short.drained  # a third card was waiting behind the run
+    assert run_on(rig.loop, short.deliver_due(limit=2)) == 1
+    assert short.drained
+    assert len(rig.fake.cards()) == 3 and {s for _, s, _ in slack_rows(rig.sessions)} == {OutboxStatus.SENT}
+    assert run_on(rig.loop, short.deliver_due(limit=2)) == 0 and short.drained

@@ -81,8 +81,8 @@ def delivery_step(
     """
     async def step() -> float:
         wake.clear()
-        if await deliverer.deliver_due():
-            return 0
+        if await deliverer.deliver_due() and not deliverer.drained:
+            return 0  # it stopped before the end of the queue: look again at once
         try:
             await asyncio.wait_for(wake.wait(), timeout=poll_seconds)
         except TimeoutError:

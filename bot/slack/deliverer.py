@@ -147,13 +147,18 @@ class SlackDeliverer:
         # The last run's outcomes and the steps it never tried, kept until the database takes them.
         self._outcomes: list[Outcome] = []
         self._unposted: list[Step] = []
+        # The last claim found nothing else due: the delivery loop can sleep until a wake-up.
+        self.drained = False
 
     async def deliver_due(self, limit: int = 100) -> int:
         """Post rows from the head of the queue until it is empty or its head must wait; returns how many."""
         handled: int = 0
         while True:
             started = time.monotonic()
-            run = await asyncio.to_thread(self._record_and_claim, min(self.run_length, limit - handled))
+            # Once a run took every row that was due, the next call only records it: rows queued since then
+            # wake the delivery loop, which is cheaper than asking the database whether there are any.
+            wanted = 0 if handled and self.drained else min(self.run_length, limit - handled)
+            run = await asyncio.to_thread(self._record_and_claim, wanted)
             if not run:
                 return handled
             self.leases.claimed([step.item for step in run], started)
@@ -208,6 +213,7 @@ class SlackDeliverer:
         new_cards: set[int | None] = set()
         heads = unfinished(session, Channel.SLACK, limit)
         tickets = tickets_of(session, heads)
+        self.drained = False
         for head in heads:  # a skipped head is settled: the next is next
             if len(run) == limit or not is_due(head, utcnow()) or (run and head.ticket_id in new_cards):
                 break
@@ -222,6 +228,8 @@ class SlackDeliverer:
                 break  # the thread line at the head goes in the next run, once the card's ts is kept
             if step.card is not None and not step.slack_ts:
                 new_cards.add(plan.ticket_id)
+        else:
+            self.drained = len(heads) < limit  # every unfinished row was looked at, and none was left waiting
         return run
 
     def _plan(self, session: Session, head: OutboxItem, tickets: dict[int | None, Ticket]) -> OutboxItem | Hold:
