@@ -18,11 +18,11 @@ import datetime as dt
 import hashlib
 import logging
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session, make_transient_to_detached, sessionmaker
 
 from storage.base import utcnow
 from storage.enums import Direction, MessageClass, Source, SubscriberStatus, TicketKind, TicketStatus
@@ -55,6 +55,8 @@ INSERT_TICKET = sa.insert(TICKETS).returning(TICKETS.c.id)
 STORED_UNDER = sa.select(MESSAGES.c.dedupe_key, MESSAGES.c.id, MESSAGES.c.classification, MESSAGES.c.ticket_id).where(
     MESSAGES.c.dedupe_key.in_(sa.bindparam("keys", expanding=True)))
 QUIET_FILING = "filed without answering the host"
+UNDECIDED = {"assigned_to": None, "decided_by": None, "decided_at": None, "slack_ts": None}  # what ticket_row leaves out
+T = TypeVar("T")
 
 @dataclass(frozen=True)
 class Receipt:
@@ -253,7 +255,7 @@ def file_new(
         return Receipt(message_pk, verdict.classification)
     if acknowledge_host and not is_old(parsed, policy):
         batch.write(session)  # routing reads audit entries and outbox rows back
-        return answer_request(session, parsed, arrival, source, policy, verdict)
+        return answer_request(session, parsed, arrival, source, policy, verdict, batch)
     return file_quietly(session, parsed, arrival, source, verdict, batch)
 
 
@@ -355,39 +357,48 @@ def follow_up_row(ticket_id: int, message: dict[str, Any]) -> dict[str, Any]:
 
 
 def answer_request(
-    session: Session, parsed: ParsedMail, arrival: Arrival, source: Source, policy: MailboxPolicy, verdict: Verdict
+    session: Session, parsed: ParsedMail, arrival: Arrival, source: Source, policy: MailboxPolicy, verdict: Verdict,
+    batch: Batch,
 ) -> Receipt:
     """A request that is answered: routing decides the answer and where the ticket goes.
 
-    The thread and the reading are looked up before the message joins the session, so that its row is
-    written once, with its ticket, instead of written and then updated when the ticket exists.
+    The ticket and the message are written as plain rows, as for mail filed quietly, and handed to routing as
+    the objects it works on, already stored: the ORM's unit of work cost more than the INSERTs themselves.
+    The thread and the reading are looked up first, so that each row is written once, complete.
     """
     row = message_row(parsed, arrival, source, verdict)
     ticket = find_ticket(session, parsed)
     if ticket is not None:
-        message = message_on(ticket, row, parsed.attachments)
-        session.add(message)
+        message = stored_message(session, {**row, "ticket_id": ticket.id}, parsed.attachments, batch)
         append_audit(session, follow_up_row(ticket.id, row))
         route_follow_up(session, policy, ticket, message, parsed)
         session.flush()  # the next message in a batch looks up what this one wrote
         return Receipt(message.id, verdict.classification, ticket.number)
     reading = arrival.reading or read(session, parsed)
-    ticket = Ticket(**ticket_row(row, reading.kind, TicketStatus.NEW, **reading_values(reading)))
-    message = message_on(ticket, row, parsed.attachments)
-    session.add_all([ticket, message])
-    session.flush()
+    ticket = stored_ticket(session, ticket_row(row, reading.kind, TicketStatus.NEW, **reading_values(reading)))
+    message = stored_message(session, {**row, "ticket_id": ticket.id}, parsed.attachments, batch)
     append_audit(session, audit_row(ticket.id, "created", f"host:{message.from_addr}", after=reading.as_json()))
     route_new(session, policy, ticket, message, reading)
     return Receipt(message.id, verdict.classification, ticket.number, new_ticket=True,
                    acknowledged=was_acknowledged(session, message))
 
 
-def message_on(ticket: Ticket, row: dict[str, Any], attachments: list[AttachmentInfo]) -> Message:
-    """The inbound message as an object on ``ticket``, for routing, which works on objects."""
-    message = Message(**row)
-    message.attachments = [Attachment(**attachment_row(a)) for a in attachments]
-    message.ticket = ticket
-    return message
+def stored_ticket(session: Session, row: dict[str, Any]) -> Ticket:
+    """INSERT a ticket and give it back as an object, as if it had been read back."""
+    return as_stored(session, Ticket(**UNDECIDED, **row, id=insert_ticket(session, row)))
+
+
+def stored_message(session: Session, row: dict[str, Any], attachments: list[AttachmentInfo], batch: Batch) -> Message:
+    """INSERT an inbound message (its attachments go with the batch) and give it back as an object."""
+    return as_stored(session, Message(**row, id=insert_message(session, row, attachments, batch)))
+
+
+def as_stored(session: Session, instance: T) -> T:
+    """``instance`` holds exactly what its row holds: make it a persistent object of ``session`` without a
+    query. Any change routing makes to it is then written as an UPDATE, as for an object read back."""
+    make_transient_to_detached(instance)
+    session.add(instance)
+    return instance
 
 
 def was_acknowledged(session: Session, message: Message) -> bool:
