@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import gc
 import random
 
 from storage.registry import Host
-from workflows.matching import RegistryIndex
+from workflows.matching import RegistryIndex, forget_registry_index, registry_index
 
 
 def test_it_breaks_ties_between_equally_named_hosts_by_host_id_whatever_the_insertion_order():
@@ -20,3 +21,15 @@ def test_it_breaks_ties_between_equally_named_hosts_by_host_id_whatever_the_inse
     # 40 hosts with one name score alike; only the 25 best candidates are compared, and which 25 (and in
     # what order) must not depend on how Python happened to hash the IDs in this process.
     assert [host_id for host_id, _ in named] == sorted(ids)[:25]
+
+
+def test_it_keeps_the_registry_index_out_of_the_collectors_full_collections(sessions):
+    # A full collection walked the index and the rest of the process for tens of milliseconds, a pause that
+    # landed on whichever message was being read; frozen objects are not walked.
+    gc.unfreeze()
+    forget_registry_index()
+    with sessions() as session:
+        index = registry_index(session)
+    walked = {id(o) for o in gc.get_objects()}  # the permanent generation is not among them
+    assert gc.get_freeze_count() > 0
+    assert gc.is_tracked(index) and id(index) not in walked
