@@ -22,6 +22,13 @@ def dialect_insert(session: Session, model: type[Any]) -> sqlite.Insert | postgr
     return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(model)
 
 
+def insert_ignoring_clashes(table: sa.Table, *index_elements: sa.Column[Any]) -> dict[str, sqlite.Insert | postgresql.Insert]:
+    """An INSERT into ``table`` that skips a row clashing on ``index_elements``, built once for each database
+    (by dialect name): for statements run so often that building them each time would cost more than running them."""
+    return {name: insert(table).on_conflict_do_nothing(index_elements=list(index_elements))
+            for name, insert in (("postgresql", postgresql.insert), ("sqlite", sqlite.insert))}
+
+
 class UTCDateTime(TypeDecorator[dt.datetime]):
     """A timestamp that is always stored and returned as aware UTC.
 

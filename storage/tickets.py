@@ -120,3 +120,8 @@ class AuditEntry(Base):
     detail: Mapped[str] = mapped_column(sa.Text, default="")
 
     ticket: Mapped[Ticket | None] = relationship(back_populates="audit")
+
+
+# The tables themselves, for the plain INSERTs and UPDATEs of intake and delivery.
+TICKETS: sa.Table = Ticket.__table__  # type: ignore[assignment]
+MESSAGES: sa.Table = Message.__table__  # type: ignore[assignment]

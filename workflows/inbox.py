@@ -29,7 +29,7 @@ from storage.enums import Direction, MessageClass, Source, SubscriberStatus, Tic
 from storage.mailing import find_subscriber
 from storage.mailstate import suppress
 from storage.outbox import OutboxItem
-from storage.tickets import TICKET_NUMBER_OFFSET, Attachment, AuditEntry, Message, Ticket
+from storage.tickets import MESSAGES, TICKET_NUMBER_OFFSET, TICKETS, Attachment, AuditEntry, Message, Ticket
 from workflows.conversation import find_ticket, find_ticket_id
 from workflows.nonrequest import Verdict, classify
 from workflows.outgoing import queued_in
@@ -48,14 +48,11 @@ NON_REQUEST_KINDS = {
     MessageClass.BOUNCE: TicketKind.BOUNCE,
     MessageClass.UNREADABLE: TicketKind.UNREADABLE,
 }
-MESSAGES: sa.Table = Message.__table__  # type: ignore[assignment]
-TICKETS: sa.Table = Ticket.__table__  # type: ignore[assignment]
 INSERT_MESSAGE = sa.insert(MESSAGES).returning(MESSAGES.c.id)
 INSERT_TICKET = sa.insert(TICKETS).returning(TICKETS.c.id)
 STORED_UNDER = sa.select(MESSAGES.c.dedupe_key, MESSAGES.c.id, MESSAGES.c.classification, MESSAGES.c.ticket_id).where(
     MESSAGES.c.dedupe_key.in_(sa.bindparam("keys", expanding=True)))
 QUIET_FILING = "filed without answering the host"
-UNDECIDED = {"assigned_to": None, "decided_by": None, "decided_at": None, "slack_ts": None}  # what ticket_row leaves out
 T = TypeVar("T")
 
 @dataclass(frozen=True)
@@ -314,11 +311,13 @@ def attachment_row(attachment: AttachmentInfo) -> dict[str, Any]:
 
 
 def ticket_row(message: dict[str, Any], kind: TicketKind, status: TicketStatus, **values: Any) -> dict[str, Any]:
-    """The columns of a ticket opened by ``message`` (a row of ``message_row``)."""
+    """Every column of a ticket opened by ``message`` (a row of ``message_row``) but its id: the object routing
+    gets is made from it (``stored_ticket``), so nothing is left for a query to load."""
     now = utcnow()
     row = {"kind": kind, "status": status, "host_id": None, "event_id": None, "requester": message["from_addr"],
            "requester_name": message["from_name"], "subject": message["subject"], "confidence": 0.0,
-           "fields": {}, "missing": [], "flags": [], "reason": "", "created_at": now, "updated_at": now}
+           "fields": {}, "missing": [], "flags": [], "reason": "", "assigned_to": None, "decided_by": None,
+           "decided_at": None, "slack_ts": None, "created_at": now, "updated_at": now}
     row.update(values)
     return row
 
@@ -385,7 +384,7 @@ def answer_request(
 
 def stored_ticket(session: Session, row: dict[str, Any]) -> Ticket:
     """INSERT a ticket and give it back as an object, as if it had been read back."""
-    return as_stored(session, Ticket(**UNDECIDED, **row, id=insert_ticket(session, row)))
+    return as_stored(session, Ticket(**row, id=insert_ticket(session, row)))
 
 
 def stored_message(session: Session, row: dict[str, Any], attachments: list[AttachmentInfo], batch: Batch) -> Message:

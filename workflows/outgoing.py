@@ -20,15 +20,15 @@ from sqlalchemy.orm import Session
 
 from storage.base import utcnow
 from storage.enums import Channel, Direction, MessageClass, Source
-from storage.outbox import OutboxItem
-from storage.tickets import Message, Ticket
+from storage.outbox import OUTBOX
+from storage.tickets import MESSAGES, Message, Ticket
 from templates import render_pair
 from workflows.parsing import normalize_message_id
 from workflows.policy import MailboxPolicy
 
 MAX_REFERENCES = 20
-INSERT_MESSAGE = sa.insert(Message.__table__)
-INSERT_EMAIL = sa.insert(OutboxItem.__table__).returning(OutboxItem.__table__.c.id)
+INSERT_MESSAGE = sa.insert(MESSAGES)
+INSERT_EMAIL = sa.insert(OUTBOX).returning(OUTBOX.c.id)
 
 
 @dataclass(frozen=True)

@@ -9,20 +9,15 @@ from __future__ import annotations
 import enum
 from typing import Any
 
-import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from storage.base import utcnow
+from storage.base import insert_ignoring_clashes, utcnow
 from storage.enums import Channel, OutboxStatus
-from storage.outbox import OutboxItem
+from storage.outbox import OUTBOX, OutboxItem
 from storage.tickets import Ticket
 
 
-OUTBOX: sa.Table = OutboxItem.__table__  # type: ignore[assignment]
-# Built once for each database: intake runs it for every new ticket.
-QUEUE_CARD = {name: insert(OUTBOX).on_conflict_do_nothing(index_elements=[OUTBOX.c.dedupe_key])
-              for name, insert in (("postgresql", postgresql.insert), ("sqlite", sqlite.insert))}
+QUEUE_CARD = insert_ignoring_clashes(OUTBOX, OUTBOX.c.dedupe_key)  # intake runs it for every new ticket
 
 
 class StaffPost(str, enum.Enum):

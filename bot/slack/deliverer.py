@@ -37,7 +37,7 @@ from storage.base import utcnow
 from storage.documents import StoredDocument
 from storage.enums import OPEN_STATUSES, Channel, OutboxStatus
 from storage.outbox import OutboxItem, claim_row, give_back, is_due, mark_retry, settle, unfinished
-from storage.tickets import Ticket
+from storage.tickets import TICKETS, Ticket
 from workflows.staff import StaffPost
 
 logger = logging.getLogger(__name__)
@@ -50,7 +50,6 @@ RUN_LENGTH = 20  # rows claimed together at most
 # Errors Slack answers with HTTP 200 that still mean "try again later".
 TRANSIENT_ERRORS = frozenset({"ratelimited", "internal_error", "fatal_error", "service_unavailable", "request_timeout"})
 UNFINISHED = (OutboxStatus.PENDING, OutboxStatus.SENDING)
-TICKETS: sa.Table = Ticket.__table__  # type: ignore[assignment]
 # Built once, like the outbox's own statements: they run for every card.
 KEEP_CARD_TS = (sa.update(TICKETS).where(TICKETS.c.id == sa.bindparam("ticket_id"))
                 .values(slack_ts=sa.bindparam("card_ts"), updated_at=TICKETS.c.updated_at))  # not a change to the ticket
