@@ -15,6 +15,9 @@ from bot.settings import Settings
 from storage.db import alembic_config, make_engine, make_sessionmaker, upgrade
 
 
+log = logging.getLogger(__name__)
+
+
 class SchemaNotCurrent(RuntimeError):
     pass
 
@@ -39,10 +42,20 @@ class Runtime:
         upgrade(self.engine)
 
     def require_current_schema(self) -> None:
-        """Refuse to run on a database that ``pdubot db upgrade`` has not brought up to date."""
+        """Refuse to run on a database that ``pdubot db upgrade`` has not brought up to date.
+
+        A brand-new database, one with no tables at all, is given the schema instead: there is nothing in
+        it to migrate, and a first ``pdubot import`` on the embedded default should simply work. A database
+        at an older revision is refused, because upgrading one that holds data is a step taken on purpose.
+        """
         head = ScriptDirectory.from_config(alembic_config(self.engine)).get_current_head()
         with self.engine.connect() as connection:
             current = MigrationContext.configure(connection).get_current_revision()
+            empty = current is None and not sa.inspect(connection).get_table_names()
+        if empty:
+            log.warning("the database has no tables yet: creating the schema (revision %s)", head)
+            self.upgrade_schema()
+            return
         if current != head:
             raise SchemaNotCurrent(
                 f"the database is at revision {current or 'none'}, not {head}: run `pdubot db upgrade` first"

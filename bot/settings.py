@@ -6,7 +6,7 @@ from functools import cached_property
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from typing_extensions import Annotated
 
@@ -24,7 +24,8 @@ def split_host_port(value: str, default_port: int) -> tuple[str, int]:
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
 
-    database_url: str = Field("sqlite:///var/pdubot.db", validation_alias="DATABASE_URL")
+    # Empty means the embedded default, a SQLite file in the var directory (see database_url_or_default).
+    database_url: str = Field("", validation_alias="DATABASE_URL")
     var_dir: Path = Field(Path("var"), validation_alias="PDUBOT_VAR_DIR")
     mailbox: str = Field("OPIPDUPS@mt.gov", validation_alias="PDUBOT_MAILBOX")
     mailbox_aliases: Annotated[list[str], NoDecode] = Field(
@@ -76,6 +77,13 @@ class Settings(BaseSettings):
     slack_staff: Annotated[list[str], NoDecode] = Field(default_factory=list, validation_alias="SLACK_STAFF")
     slack_digest_at: str = Field("08:30", validation_alias="SLACK_DIGEST_AT")
     slack_digest_days: int = Field(2, validation_alias="SLACK_DIGEST_DAYS")
+
+    @model_validator(mode="after")
+    def database_in_var_dir(self) -> Settings:
+        """With no DATABASE_URL, the database lives with the rest of the local state, under PDUBOT_VAR_DIR."""
+        if not self.database_url:
+            self.database_url = f"sqlite:///{self.var_dir / 'pdubot.db'}"
+        return self
 
     @field_validator("mailbox_aliases", mode="before")
     @classmethod

@@ -29,6 +29,7 @@ from workflows.registry_import import (
     RecordKind,
     decode_export,
     import_records,
+    kind_of_export,
     parse_bool,
     parse_phone,
     text_lines,
@@ -412,3 +413,56 @@ def test_it_exits_2_on_a_file_missing_a_required_column(env, tmp_path):
     assert done.returncode == 2
     assert "missing required column: name" in done.stderr
     assert done.stdout == ""
+
+
+def test_it_tells_an_export_by_its_columns(tmp_path):
+    assert kind_of_export(csv_text([host_row()])) is HOSTS
+    assert kind_of_export(csv_text([user_row()])) is USERS
+    assert kind_of_export(csv_text([event_row()])) is EVENTS
+    assert kind_of_export("Provider ID,Provider Name\r\nH1,Somewhere\r\n") is HOSTS
+    with pytest.raises(FileRejected, match="not those of a hosts, users or events export"):
+        kind_of_export("name,address\r\nx,y\r\n")
+
+
+def test_it_imports_a_folder_of_exports_hosts_first_whatever_the_file_names(env, sessions, tmp_path):
+    folder = tmp_path / "export"
+    folder.mkdir()
+    # Named so that name order would put events and users before the hosts they need.
+    (folder / "a-events.csv").write_text(csv_text([event_row()]))
+    (folder / "b-people.CSV").write_text(csv_text([user_row()]))
+    (folder / "c-providers.csv").write_text(csv_text([host_row()]))
+    (folder / "notes.txt").write_text("not an export")
+
+    done = pdubot(env, "import", str(folder))
+
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [
+        "c-providers.csv: 1 added, 0 updated, 0 unchanged, 0 rejected",
+        "b-people.CSV: 1 added, 0 updated, 0 unchanged, 0 rejected",
+        "a-events.csv: 1 added, 0 updated, 0 unchanged, 0 rejected",
+    ]
+    with sessions() as session:
+        assert session.scalar(sa.select(sa.func.count()).select_from(Event)) == 1
+    again = pdubot(env, "import", "files", "--json", str(folder / "c-providers.csv"))
+    assert json.loads(again.stdout) == [
+        {"file": "c-providers.csv", "kind": "hosts", "added": 0, "updated": 0, "unchanged": 1, "rejected": []},
+    ]
+
+
+def test_it_imports_nothing_when_one_file_of_a_folder_is_not_an_export(env, sessions, tmp_path):
+    (tmp_path / "hosts.csv").write_text(csv_text([host_row()]))
+    (tmp_path / "zz.csv").write_text("name,address\r\nx,y\r\n")
+
+    done = pdubot(env, "import", str(tmp_path))
+
+    assert done.returncode == 2
+    assert "zz.csv: its columns are not those of a hosts, users or events export" in done.stderr
+    with sessions() as session:
+        assert session.scalar(sa.select(sa.func.count()).select_from(Host)) == 0
+
+
+def test_it_names_a_path_that_does_not_exist(env, tmp_path):
+    done = pdubot(env, "import", str(tmp_path / "missing"))
+
+    assert done.returncode == 2
+    assert "no such file or folder" in done.stderr

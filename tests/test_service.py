@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from storage.db import make_engine, upgrade
 from tests.factories import MAILBOX, MailFactory
 from tests.faults import healthy
 from tests.servers import free_port, wait_until
@@ -92,8 +93,22 @@ def _is_zombie(pid: int) -> bool:
         return True
 
 
-def test_it_refuses_to_run_on_an_unmigrated_database(tmp_path: Path, env: dict[str, str]):
-    fresh = {**env, "DATABASE_URL": f"sqlite:///{tmp_path}/fresh.db"}
-    result = subprocess.run([PDUBOT, "tickets", "list"], env=fresh, capture_output=True, text=True, timeout=60)
+def test_it_refuses_to_run_on_a_database_at_an_older_revision(tmp_path: Path, env: dict[str, str]):
+    url = f"sqlite:///{tmp_path}/old.db"
+    upgrade(make_engine(url), "0003")
+    result = subprocess.run([PDUBOT, "tickets", "list"], env={**env, "DATABASE_URL": url},
+                            capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
-    assert "pdubot db upgrade" in result.stderr
+    assert "revision 0003" in result.stderr and "pdubot db upgrade" in result.stderr
+
+
+def test_a_brand_new_database_is_given_the_schema_by_the_first_command(tmp_path: Path, env: dict[str, str]):
+    # No DATABASE_URL: the embedded default, a SQLite file under PDUBOT_VAR_DIR, which does not exist yet.
+    fresh = {key: value for key, value in env.items() if key != "DATABASE_URL"}
+    fresh["PDUBOT_VAR_DIR"] = str(tmp_path / "state")
+    result = subprocess.run([PDUBOT, "tickets", "list"], env=fresh, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "creating the schema" in result.stderr
+    assert (tmp_path / "state" / "pdubot.db").exists()
+    again = subprocess.run([PDUBOT, "tickets", "list"], env=fresh, capture_output=True, text=True, timeout=60)
+    assert again.returncode == 0 and "creating the schema" not in again.stderr

@@ -385,6 +385,26 @@ def read_records(reader: Any) -> Iterator[Record]:
             yield Record(line, fields)
 
 
+# Tried in this order: an events file also has host_id and a users file has a name, so the kinds whose
+# required columns include another's are tried first.
+KINDS_BY_SPECIFICITY = (EVENTS, USERS, HOSTS)
+IMPORT_ORDER = (HOSTS, USERS, EVENTS)  # users and events must name a host already in the registry
+
+
+def kind_of_export(text: str) -> RecordKind:
+    """Which export this is, told from its header; FileRejected when it is none of them."""
+    headings = [normalize_header(name) for name in next(csv.reader(text_lines(text)), [])]
+    for kind in KINDS_BY_SPECIFICITY:
+        present = {column.name for heading in headings if (column := kind.column_for(heading))}
+        if present.issuperset(kind.required_names):
+            return kind
+    raise FileRejected(
+        "its columns are not those of a hosts, users or events export (it needs "
+        + "; ".join(f"{', '.join(kind.required_names)} for {kind.name}" for kind in IMPORT_ORDER)
+        + ")"
+    )
+
+
 def count_rows(kind: RecordKind, text: str) -> int:
     """The data rows of an export, after checking its header, so a bad file fails before any work starts."""
     reader = csv.reader(text_lines(text))
