@@ -17,6 +17,7 @@ import datetime as dt
 import email
 import email.policy
 import random
+import re
 import statistics
 import sys
 import tempfile
@@ -66,14 +67,26 @@ def generate_registry(sessions, hosts: int, events_per_host: int, seed: int = 7)
             session.commit()
 
 
+BOUNDARY = re.compile(rb'boundary="?([^";\s]+)', re.IGNORECASE)
+
+
 def unique_copies(raw: bytes, rounds: int) -> list[bytes]:
-    """The same email with a new Message-ID each time, so no cache sees an exact repeat."""
+    """The same email with a new Message-ID and new MIME boundaries each time, as real mail has.
+
+    A new boundary matters: the standard library's parser compiles a pattern for every boundary it meets,
+    and every new pattern pushes an older one out of the ``re`` module's cache.
+    """
+    boundaries = set(BOUNDARY.findall(raw))
     copies = []
     for n in range(rounds):
-        stamp = f"<bench-{n}-{random.random()}@example.org>".encode()
+        tag = f"{n}{random.random()}"
+        stamp = f"<bench-{tag}@example.org>".encode()
         lines = raw.split(b"\n")
         lines = [stamp.join([b"Message-ID: ", b""]) if l.lower().startswith(b"message-id:") else l for l in lines]
-        copies.append(b"\n".join(lines))
+        copy = b"\n".join(lines)
+        for boundary in boundaries:
+            copy = copy.replace(boundary, boundary + tag[-8:].encode())
+        copies.append(copy)
     return copies
 
 

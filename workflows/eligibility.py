@@ -15,7 +15,7 @@ ARM_CRITERIA = (
     "evaluated for impact",
 )
 # Each entry: (label shown to staff, what it means, pattern that finds it in a question).
-HINTS: tuple[tuple[str, str, str], ...] = (
+HINT_LIST: tuple[tuple[str, str, str], ...] = (
     ("CPR / First Aid", "needs careful judgement", r"\bcpr\b|first aid"),
     ("PLCs", "needs careful judgement", r"\bplcs?\b|professional learning communit"),
     ("mentor teacher activities", "needs careful judgement", r"\bmentor"),
@@ -38,6 +38,10 @@ HINTS: tuple[tuple[str, str, str], ...] = (
 )
 
 
+# Compiled once, when the module loads, rather than by the first question that needs them.
+HINTS = tuple((label, meaning, re.compile(pattern, re.IGNORECASE)) for label, meaning, pattern in HINT_LIST)
+
+
 def hints_for(text: str) -> list[str]:
     """The OPI list entries a question touches, as "label: what it means"."""
-    return [f"{label}: {meaning}" for label, meaning, pattern in HINTS if re.search(pattern, text, re.IGNORECASE)]
+    return [f"{label}: {meaning}" for label, meaning, pattern in HINTS if pattern.search(text)]

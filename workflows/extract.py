@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Iterator
 
 import phonenumbers
 from email_validator import EmailNotValidError, validate_email
@@ -148,11 +149,25 @@ def person_names(text: str) -> list[str]:
     return names
 
 
+def occurrences(part: str, text: str) -> Iterator[int]:
+    """Where ``part`` appears in ``text``, not overlapping: a pattern made from a name would be compiled anew
+    for every name, and would push patterns still in use out of the ``re`` module's cache."""
+    at = text.find(part)
+    while at >= 0 and part:
+        yield at
+        at = text.find(part, at + len(part))
+
+
 def labelled(text: str, *labels: str) -> str | None:
     """The value after "Label:" at the start of a line ("Name: Jane Doe", "Email:| x@y.org")."""
-    pattern = rf"^[ \t]*(?:[-*•][ \t]*)?(?:{'|'.join(labels)})[ \t]*[:|]+[ \t]*\|?[ \t]*(.+?)[ \t]*$"
-    match = re.search(pattern, text, re.IGNORECASE | re.MULTILINE)
+    match = label_pattern(labels).search(text)
     return match.group(1).strip(" |*") if match else None
+
+
+@functools.lru_cache(maxsize=256)  # each caller asks for its own few labels, always the same ones
+def label_pattern(labels: tuple[str, ...]) -> re.Pattern[str]:
+    return re.compile(rf"^[ \t]*(?:[-*•][ \t]*)?(?:{'|'.join(labels)})[ \t]*[:|]+[ \t]*\|?[ \t]*(.+?)[ \t]*$",
+                      re.IGNORECASE | re.MULTILINE)
 
 
 def unwrap(text: str) -> str:

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from storage.enums import TicketKind
 from storage.registry import Host
-from workflows.extract import emails_in, labelled, phones_in, sentences
+from workflows.extract import emails_in, labelled, occurrences, phones_in, sentences
 from workflows.kinds.base import Approval, Context, Cue, Fields, KindSpec, Outcome, cue
 from workflows.kinds.people import matching_user, person_in
 from workflows.matching import fold, forget_registry_index
@@ -108,6 +108,16 @@ def new_address(ctx: Context) -> str | None:
     return None
 
 
+_OLD_VALUE_BEFORE = re.compile(r"(?:old|from|instead of)\W+$")
+
+
+def _given_as_old(address: str, sentence: str) -> bool:
+    """ "from jdoe@x.org", "my old address, jdoe@x.org": the address is the one being replaced. Looked
+    for by position, since a pattern made from each address would be compiled anew every time."""
+    lowered = sentence.lower()
+    return any(_OLD_VALUE_BEFORE.search(lowered, 0, at) for at in occurrences(address.lower(), lowered))
+
+
 def new_email(ctx: Context) -> tuple[str, str] | None:
     given = emails_in(labelled(ctx.body, "new email", "new e-mail", "new email address") or "")
     if given:
@@ -123,7 +133,7 @@ def new_email(ctx: Context) -> tuple[str, str] | None:
         found = [e for e in emails_in(sentence) if not e.startswith(("opipdups@", "oipdups@", "opirups@"))]
         if not found:
             continue
-        old = next((e for e in found if re.search(rf"(?:old|from|instead of)\W+{re.escape(e)}", sentence, re.IGNORECASE)), None)
+        old = next((e for e in found if _given_as_old(e, sentence)), None)
         new = next((e for e in found if e != old), None)
         if new is None:
             continue

@@ -8,6 +8,7 @@ the registry count as changes, so a host restating the old value changes nothing
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import re
 from decimal import Decimal, InvalidOperation
 
@@ -17,7 +18,7 @@ from sqlalchemy.orm import Session
 from storage.enums import TicketKind
 from storage.registry import Event
 from workflows.dates import DateMention, find_dates, join_ranges
-from workflows.extract import NUMBER_WORD_PATTERN, labelled, number_value, person_names, sentences
+from workflows.extract import NUMBER_WORD_PATTERN, labelled, number_value, occurrences, person_names, sentences
 from workflows.kinds.base import Approval, Context, Cue, Fields, KindSpec, Outcome, cue
 from workflows.matching import EventFacts, fold
 
@@ -51,7 +52,22 @@ def _number(text: str) -> Decimal | None:
         return None
 
 
-def relevant(ctx: Context, keywords: str) -> list[str]:
+def about(keywords: str) -> re.Pattern[str]:
+    """The words that mark a sentence as being about one attribute; compiled when the module loads, so the
+    first message that needs them does not pay for it."""
+    return re.compile(keywords, re.IGNORECASE)
+
+
+ABOUT_HOURS = about(r"\b(?:hours?|hrs?)\b|-hour\b")
+ABOUT_DATES = about(r"\b(?:dates?|start|end|ran|run|moved?|reschedul\w*|extend\w*|open|should be|actually|two[- ]day|instead|held|holding|ended up)\b")
+ABOUT_TITLE = about(r"\b(?:title|name|typo|spell\w*|misspell\w*|should read|called|wording|listing|read)\b")
+ABOUT_INSTRUCTOR = about(r"\b(?:instructor|presenter|facilitator|taught|teaching|teach|lead|led|present\w*|speaker|name)\b")
+ABOUT_DESCRIPTION = about(r"\bdescription\b")
+ABOUT_CATEGORIES = about(r"\bcategor(?:y|ies)\b")
+ABOUT_LOCATION = about(r"\b(?:location|venue|moved it|held (?:it )?(?:at|in)|online|virtual|zoom|in[- ]person|place|zip)\b")
+
+
+def relevant(ctx: Context, keywords: re.Pattern[str]) -> list[str]:
     """The sentences of the new text that talk about one attribute, with their neighbours.
 
     The host's own note is read first; text they forwarded only when the note does not say.
@@ -60,46 +76,58 @@ def relevant(ctx: Context, keywords: str) -> list[str]:
     return own if own or not ctx.note else _relevant_in(ctx.body, keywords)
 
 
-def _relevant_in(text: str, keywords: str) -> list[str]:
+def _relevant_in(text: str, keywords: re.Pattern[str]) -> list[str]:
     parts = sentences(text)
     chosen: list[str] = []
     for n, sentence in enumerate(parts):
-        if re.search(keywords, sentence, re.IGNORECASE):
+        if keywords.search(sentence):
             for s in parts[max(0, n - 1) : n + 2]:
                 if s not in chosen:
                     chosen.append(s)
     return chosen
 
 
+_N = rf"(\d{{1,3}}(?:\.\d{{1,2}})?|{NUMBER_WORD_PATTERN})"
+# Tried in order: the first is the most explicit way of giving a new number of hours.
+HOURS_PATTERNS = tuple(re.compile(pattern.replace("{n}", _N), re.IGNORECASE) for pattern in (
+    r"\bmake\s+(?:it|them|this|that|the hours?)\s+{n}\b",
+    r"(?:change|update|correct|fix|make)\s+(?:it|them|this|that|the hours?)?\s*to\s+{n}",
+    r"(?:should be|is actually|was actually|actually (?:ran|was|is|took)|now takes|takes|it'?s|now)\s+(?:\w+\s+){0,2}?{n}\s*(?:hours?|hrs?)",
+    r"{n}\s*(?:hours?|hrs?)\s+(?:instead of|not|rather than)\b",
+    r"{n}\s*(?:hours?|hrs?)\b[^.]{0,30}?,?\s+not\s+\d",
+    r"{n}\s*(?:hours?|hrs?)\s+total",
+    r"\bto\s+{n}\s*(?:hours?|hrs?)?",
+    r"(?:should be|be|is|are)\s+{n}\b(?!\s*(?:am|pm|/|-))",
+    r"{n}[- ]hours?\b",
+    r"{n}\s*(?:hours?|hrs?)",
+))
+
+
 def new_hours(ctx: Context, event: EventFacts) -> Decimal | None:
-    text = " ".join(relevant(ctx, r"\b(?:hours?|hrs?)\b|-hour\b"))
-    n = rf"(\d{{1,3}}(?:\.\d{{1,2}})?|{NUMBER_WORD_PATTERN})"
-    patterns = (
-        rf"\bmake\s+(?:it|them|this|that|the hours?)\s+{n}\b",
-        rf"(?:change|update|correct|fix|make)\s+(?:it|them|this|that|the hours?)?\s*to\s+{n}",
-        rf"(?:should be|is actually|was actually|actually (?:ran|was|is|took)|now takes|takes|it'?s|now)\s+(?:\w+\s+){{0,2}}?{n}\s*(?:hours?|hrs?)",
-        rf"{n}\s*(?:hours?|hrs?)\s+(?:instead of|not|rather than)\b",
-        rf"{n}\s*(?:hours?|hrs?)\b[^.]{{0,30}}?,?\s+not\s+\d",
-        rf"{n}\s*(?:hours?|hrs?)\s+total",
-        rf"\bto\s+{n}\s*(?:hours?|hrs?)?",
-        rf"(?:should be|be|is|are)\s+{n}\b(?!\s*(?:am|pm|/|-))",
-        rf"{n}[- ]hours?\b",
-        rf"{n}\s*(?:hours?|hrs?)",
-    )
-    for pattern in patterns:
-        for match in re.finditer(pattern, text, re.IGNORECASE):
+    text = " ".join(relevant(ctx, ABOUT_HOURS))
+    for pattern in HOURS_PATTERNS:
+        for match in pattern.finditer(text):
             value = _number(match.group(1)) if match.group(1)[0].isdigit() else _number(str(number_value(match.group(1))))
             if value is not None and value != event.hours:
                 return value
     return None
 
 
+# "the start date should be", "end date: ..." (the date itself follows).
+LABELLED_DATES = {
+    key: re.compile(rf"\b{label}(?:ing)? date\b[^.\d]{{0,40}}?(?:\bbe|\bto|\bis|:|\s)\s*(?=\d|[A-Z])", re.IGNORECASE)
+    for label, key in (("start", "start_date"), ("end", "end_date"))
+}
+# Before a date: the words that give it as the new value ("should be", "moved it to"), not the old one.
+GIVEN_AS_NEW = re.compile(rf"{NEW_VALUE}\s*(?:[\w,]+\s+){{0,5}}$")
+
+
 def new_dates(ctx: Context, event: EventFacts) -> dict[str, dt.date]:
-    text = " ".join(relevant(ctx, r"\b(?:dates?|start|end|ran|run|moved?|reschedul\w*|extend\w*|open|should be|actually|two[- ]day|instead|held|holding|ended up)\b"))
+    text = " ".join(relevant(ctx, ABOUT_DATES))
     mentions = join_ranges(find_dates(text, ctx.sent_on), text)
     changes: dict[str, dt.date] = {}
-    for label, key in (("start", "start_date"), ("end", "end_date")):
-        match = re.search(rf"\b{label}(?:ing)? date\b[^.\d]{{0,40}}?(?:\bbe|\bto|\bis|:|\s)\s*(?=\d|[A-Z])", text, re.IGNORECASE)
+    for key, labelled_date in LABELLED_DATES.items():
+        match = labelled_date.search(text)
         if match:
             after = [m for m in mentions if m.at >= match.end() - 1]
             if after:
@@ -116,7 +144,7 @@ def _new_range(text: str, mentions: list[DateMention], event: EventFacts) -> Dat
     """The date the host wants: after "should be"/"to"/"actually", or the one not already on the event."""
     for mention in mentions:
         before = text[max(0, mention.at - 40) : mention.at].lower()
-        if re.search(rf"{NEW_VALUE}\s*(?:[\w,]+\s+){{0,5}}$", before) and not re.search(r"\bfrom\s*$", before):
+        if GIVEN_AS_NEW.search(before) and not re.search(r"\bfrom\s*$", before):
             return mention
     for mention in reversed(mentions):
         after = text[mention.at + len(mention.text) : mention.at + len(mention.text) + 20].lower()
@@ -142,7 +170,7 @@ def new_title(ctx: Context, event: EventFacts) -> str | None:
             following = next((l for l in lines[n + 1 :] if l), "")
             if following and len(following) < 200:
                 return following.strip(" \"“”'")
-    text = " ".join(relevant(ctx, r"\b(?:title|name|typo|spell\w*|misspell\w*|should read|called|wording|listing|read)\b"))
+    text = " ".join(relevant(ctx, ABOUT_TITLE))
     listing = re.search(r"\b(?:could|can|should|would) (?:the|it|its|our) (?:listing|title|name|event|session) (?:read|say|be)\s*:?\s*[\"“]([^\"”\n]{3,200})[\"”]", text, re.IGNORECASE)
     if listing:
         return listing.group(1).strip().rstrip(".")
@@ -162,7 +190,7 @@ def _is_misspelling(quoted: str, title: str) -> bool:
 
 
 def new_instructor(ctx: Context, event: EventFacts) -> str | None:
-    chosen = relevant(ctx, r"\b(?:instructor|presenter|facilitator|taught|teaching|teach|lead|led|present\w*|speaker|name)\b")
+    chosen = relevant(ctx, ABOUT_INSTRUCTOR)
     text = " ".join(chosen)
     current = fold(event.instructor)
     sender = fold(ctx.sender_name)
@@ -176,8 +204,8 @@ def new_instructor(ctx: Context, event: EventFacts) -> str | None:
     names = [n for n in person_names(text) if fuzz.ratio(fold(n), current) < 97]
     names = [n for n in names if not _is_an_institution(n) and fuzz.partial_ratio(fold(n), fold(event.title)) < 90]
     for name in names:
-        for found in re.finditer(re.escape(name), text):
-            before = text[max(0, found.start() - 30) : found.start()].lower()
+        for at in occurrences(name, text):
+            before = text[max(0, at - 30) : at].lower()
             if re.search(r"(?:\bto|\bbe|\bis|\bwas|\bby|\()\s*$", before):
                 return name
     others = [n for n in names if fold(n) != sender]
@@ -205,7 +233,7 @@ def _is_an_institution(name: str) -> bool:
 
 
 def new_description(ctx: Context, event: EventFacts) -> str | None:
-    text = " ".join(relevant(ctx, r"\bdescription\b"))
+    text = " ".join(relevant(ctx, ABOUT_DESCRIPTION))
     if not text:
         return None
     quoted = [q.strip() for q in re.findall(r"[\"“]([^\"”]{20,2000})[\"”]", ctx.body)]
@@ -220,12 +248,21 @@ def new_description(ctx: Context, event: EventFacts) -> str | None:
     return match.group(1).strip().strip("\"“”") if match else None
 
 
+@functools.lru_cache(maxsize=1024)  # the category vocabulary: a few dozen names
+def whole_words(folded: str) -> re.Pattern[str]:
+    return re.compile(rf"\b{re.escape(folded)}\b")
+
+
+for _name in STANDARD_CATEGORIES:
+    whole_words(fold(_name))  # compiled now, not by the first message that names a category
+
+
 def new_categories(ctx: Context, event: EventFacts, vocabulary: list[str]) -> list[str] | None:
-    text = " ".join(relevant(ctx, r"\bcategor(?:y|ies)\b"))
+    text = " ".join(relevant(ctx, ABOUT_CATEGORIES))
     if not text:
         return None
     folded = fold(text)
-    named = [c for c in vocabulary if re.search(rf"\b{re.escape(fold(c))}\b", folded)]
+    named = [c for c in vocabulary if whole_words(fold(c)).search(folded)]
     named = [c for c in named if not any(c != o and fold(c) in fold(o) and fold(o) in folded for o in named)]
     if not named:
         return None
@@ -245,7 +282,7 @@ LOCATION = re.compile(r"\b([A-Z][a-z]+(?:\s[A-Z][a-z]+){0,2}),?\s+(?:(MT|Montana
 
 
 def new_location(ctx: Context, event: EventFacts) -> str | None:
-    chosen = relevant(ctx, r"\b(?:location|venue|moved it|held (?:it )?(?:at|in)|online|virtual|zoom|in[- ]person|place|zip)\b")
+    chosen = relevant(ctx, ABOUT_LOCATION)
     text = " ".join(chosen)
     if not text:
         return None
