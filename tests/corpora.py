@@ -13,6 +13,12 @@ CORPORA = Path(__file__).parent
 REGISTRY = CORPORA / "corpus" / "registry"
 
 
+def registry_of(corpus: Path) -> Path:
+    """The registry a corpus's emails refer to: its own ``registry/`` when it has one, else the shared one."""
+    own = corpus / "registry"
+    return own if own.is_dir() else REGISTRY
+
+
 def load_registry(sessions: sessionmaker[Session], folder: Path = REGISTRY) -> None:
     for kind, name in ((HOSTS, "hosts.csv"), (USERS, "users.csv"), (EVENTS, "events.csv")):
         text = decode_export((folder / name).read_bytes())
