@@ -170,6 +170,33 @@ def label_pattern(labels: tuple[str, ...]) -> re.Pattern[str]:
                       re.IGNORECASE | re.MULTILINE)
 
 
+_RULE_ROW = re.compile(r"^[\s|:+-]*$")  # "---|---|---", the line under a table's header
+
+
+def table_rows(text: str) -> list[dict[str, str]]:
+    """The rows of each table in ``text``, as {heading: cell}, headings lower-cased.
+
+    HTML tables reach the reader as "a| b| c" lines (html2text), and hosts type them that way too. A row
+    with fewer cells than the header lost its first ones to a cell spanning rows above it, so its cells
+    are matched to the headings from the right.
+    """
+    rows: list[dict[str, str]] = []
+    header: list[str] = []
+    for line in text.splitlines():
+        if "|" not in line:
+            header = []
+            continue
+        if _RULE_ROW.match(line):
+            continue
+        cells = [cell.strip(" *") for cell in line.strip().strip("|").split("|")]
+        if not header:
+            header = [cell.lower() for cell in cells]
+            continue
+        cells = cells[-len(header):]
+        rows.append(dict(zip(header[len(header) - len(cells):], cells)))
+    return rows
+
+
 def unwrap(text: str) -> str:
     """Join lines a mail client wrapped at about 72 characters back into their sentences.
 

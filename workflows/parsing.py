@@ -22,7 +22,7 @@ from email.message import Message
 from typing import Any
 
 import html2text
-from mailparser_reply import EmailReplyParser
+from mailparser_reply import EmailMessage
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +55,6 @@ ANGLE_ADDRESS = re.compile(rf"<({ADDRESS.pattern})>")
 MAX_CONTROL_SHARE = 0.05  # written text has almost no control characters; binary read as text has ~12%
 WESTERN_CHARSETS = {"us-ascii", "ascii", "iso-8859-1", "latin-1", "latin1", "windows-1252", "cp1252", ""}
 
-_reply_parser = EmailReplyParser(languages=["en"])
 
 
 class BoundedPolicy(email.policy.EmailPolicy):
@@ -378,7 +377,9 @@ def _split_reply(parsed: ParsedMail) -> None:
     text = parsed.full_text
     if not text.strip():
         return
-    replies = _reply_parser.read(text).replies
+    # Hosts set requests out as "- new title: ..." lists; by default the library takes a line starting
+    # "- " for a signature ("- Jo") and drops everything after it from the new text.
+    replies = EmailMessage(text=text, languages=["en"], keep_hyphen_lists=True).read().replies
     latest = replies[0]
     # Inline quotes with no attribution line stay in the first fragment; they are still not new text.
     new_lines = [line for line in latest.body.splitlines() if not line.lstrip().startswith(">")]

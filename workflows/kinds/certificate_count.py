@@ -21,7 +21,13 @@ HELD = r"(?:did (?:happen|take place|go|run|meet)|we met|(?:we|it) (?:was |were 
 NONE_ISSUED = (
     rf"(?:no|not any|zero|none of the)\s+(?:\w+\s+){{0,3}}{CERT}|(?:did not|didn't|won't|will not|not to|decided not to)\s+"
     rf"(?:\w+\s+){{0,3}}(?:issue|give out|give|award|hand out|send)\s+(?:\w+\s+){{0,3}}{CERT}|(?:nobody|no one|no-one|none of them) (?:got|received|earned|was given)"
+    # "we issued none", "so none were issued", "not a single teacher asked for the certificate"
+    rf"|\b(?:issued|gave out|awarded|handed out)\s+(?:none|zero)\b|\bnone (?:were|was) (?:issued|given|awarded)"
+    rf"|\bnot (?:a single|one)\b(?:\s+[\w'-]+){{0,4}}\s+(?:asked for|requested|wanted|needed|claimed|got|received|earned)\b"
 )
+# What people do to end up with a certificate, in any tense: "87 educators requested the certificate",
+# "22 people complete both days and get certificates".
+TAKE_UP = r"(?:request\w*|ask\w* for|get|got|gotten|receiv\w*|earn\w*|claim\w*|download\w*|complet\w*|finish\w*)"
 
 CUES: tuple[Cue, ...] = (
     cue(rf"\b{NUMBER}\s+(?:\w+\s+){{0,3}}{CERT}\b", 3.0),
@@ -30,6 +36,7 @@ CUES: tuple[Cue, ...] = (
     cue(rf"\b(?:received|earned|got|receive)\s+(?:their|a|the|an|our)?\s*(?:opi\s+)?(?:pdu\s+)?{CERT}", 2.5),
     cue(rf"\b(?:{CERT}\s*(?:count|number|total)s?|number of {CERT}|{CERT} issued)", 2.0),
     cue(rf"\b{NUMBER}\s+{PEOPLE}\b.{{0,60}}\b(?:completed|attended|received|earned|finished)", 1.5),
+    cue(rf"\b{NUMBER}\s+(?:[\w'-]+\s+){{0,3}}?{PEOPLE}\s+(?:[\w'-]+\s+){{0,2}}?{TAKE_UP}\b(?:\s+[\w'-]+){{0,5}}?\s+{CERT}\b", 2.5),
     cue(rf"\b(?:completed|attended)\b.{{0,40}}\b{NUMBER}\s+{PEOPLE}", 1.0),
     cue(HELD, 5.0, also=NONE_ISSUED),
     cue(r"\b(?:record|enter|mark|report)\w*\s+(?:it|this|that|them)?\s*(?:as\s+)?(?:a\s+)?(?:zero|0)\b|\bcount of (?:zero|0)\b", 4.0),

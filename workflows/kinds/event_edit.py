@@ -18,7 +18,15 @@ from sqlalchemy.orm import Session
 from storage.enums import TicketKind
 from storage.registry import Event
 from workflows.dates import DateMention, find_dates, join_ranges
-from workflows.extract import NUMBER_WORD_PATTERN, labelled, number_value, occurrences, person_names, sentences
+from workflows.extract import (
+    NUMBER_WORD_PATTERN,
+    labelled,
+    number_value,
+    occurrences,
+    person_names,
+    sentences,
+    table_rows,
+)
 from workflows.kinds.base import Approval, Context, Cue, Fields, KindSpec, Outcome, cue
 from workflows.matching import EventFacts, fold
 
@@ -91,6 +99,7 @@ _N = rf"(\d{{1,3}}(?:\.\d{{1,2}})?|{NUMBER_WORD_PATTERN})"
 # Tried in order: the first is the most explicit way of giving a new number of hours.
 HOURS_PATTERNS = tuple(re.compile(pattern.replace("{n}", _N), re.IGNORECASE) for pattern in (
     r"\bmake\s+(?:it|them|this|that|the hours?)\s+{n}\b",
+    r"\b(?:hours?|hrs|pdus)\s*[:=]\s*{n}\b",
     r"(?:change|update|correct|fix|make)\s+(?:it|them|this|that|the hours?)?\s*to\s+{n}",
     r"(?:should be|is actually|was actually|actually (?:ran|was|is|took)|now takes|takes|it'?s|now)\s+(?:\w+\s+){0,2}?{n}\s*(?:hours?|hrs?)",
     r"{n}\s*(?:hours?|hrs?)\s+(?:instead of|not|rather than)\b",
@@ -214,7 +223,7 @@ def new_instructor(ctx: Context, event: EventFacts) -> str | None:
 
 def _about_instructor(ctx: Context, event: EventFacts) -> bool:
     """The host names the instructor's role, or writes a name close to the instructor's (a spelling fix)."""
-    if re.search(r"\b(?:instructor|presenter|facilitator|taught|teach|lead|presenting)", ctx.body, re.IGNORECASE):
+    if re.search(r"\b(?:instructor|presenter|facilitator|taught|teach|lead|presenting)|\b(?:will|'ll|to|would|can|could) (?:now |also )?(?:present|facilitate)\b", ctx.body, re.IGNORECASE):
         return True
     current = fold(event.instructor)
     return bool(current) and any(70 <= fuzz.ratio(fold(n), current) < 97 for n in person_names(ctx.body))
@@ -281,6 +290,10 @@ def new_categories(ctx: Context, event: EventFacts, vocabulary: list[str]) -> li
 LOCATION = re.compile(r"\b([A-Z][a-z]+(?:\s[A-Z][a-z]+){0,2}),?\s+(?:(MT|Montana)\b\.?,?\s*(\d{5})?|()(\d{5})\b)")
 
 
+# "moved it from Wibaux to our office in Glendive": the town it left, and the town it went to.
+MOVED_TOWN = re.compile(r"\bfrom\s+([A-Z][a-z]+(?: [A-Z][a-z]+)?)\s+to\s+(?:[\w' ]{0,40}?\b(?:in|at)\s+)?([A-Z][a-z]+(?: [A-Z][a-z]+)?)\b")
+
+
 def new_location(ctx: Context, event: EventFacts) -> str | None:
     chosen = relevant(ctx, ABOUT_LOCATION)
     text = " ".join(chosen)
@@ -288,6 +301,9 @@ def new_location(ctx: Context, event: EventFacts) -> str | None:
         return None
     places = [m for m in LOCATION.finditer(text)]
     zip_only = re.search(r"\bzip(?: code)?\b[^.]{0,30}?\b(\d{5})\b", text, re.IGNORECASE)
+    moved = MOVED_TOWN.search(text)
+    if not places and moved and fold(moved.group(1)) == fold(event.city) and fold(moved.group(2)) != fold(event.city):
+        return f"{moved.group(2)}, MT {zip_only.group(1) if zip_only else ''}".strip()
     if not places and zip_only and zip_only.group(1) != event.zip and event.city:
         return f"{event.city}, {event.state or 'MT'} {zip_only.group(1)}"
     for match in reversed(places):
@@ -312,12 +328,72 @@ def labelled_value(ctx: Context, *names: str) -> str | None:
     return labelled(ctx.body, rf"(?:correct|new|updated|right|corrected)\s+(?:{words})", rf"(?:{words})\s+should\s+be")
 
 
+# A table of changes: which column holds the new value, and what each row's field is called.
+NEW_VALUE_HEADING = re.compile(r"\b(?:should be|new|correct(?:ed|ion)?|change(?:d)? to|updated?|fix(?:ed)?|to)\b")
+FIELD_HEADING = re.compile(r"\b(?:field|item|what|attribute|detail)\b")
+OLD_VALUE_HEADING = re.compile(r"\b(?:current(?:ly)?|old|was|listed|now|existing|event)\b")
+TABLE_FIELDS = (
+    ("start_date", re.compile(r"\bstart")),
+    ("end_date", re.compile(r"\bend")),
+    ("dates", re.compile(r"\bdates?\b")),
+    ("hours", re.compile(r"\b(?:hours?|hrs|pdus?)\b")),
+    ("instructor", re.compile(r"\b(?:instructor|presenter|facilitator|speaker)")),
+    ("description", re.compile(r"\bdescription\b")),
+    ("categories", re.compile(r"\bcategor")),
+    ("location", re.compile(r"\b(?:location|venue|city|place)\b")),
+    ("title", re.compile(r"\b(?:title|name)\b")),
+)
+
+
+def tabled_changes(ctx: Context, event: EventFacts, vocabulary: list[str]) -> dict[str, object]:
+    """Changes set out as a table ("Field | Currently | Should be"), each value in the registry's form."""
+    changes: dict[str, object] = {}
+    for row in table_rows(ctx.body):
+        new_heading = next((h for h in row if NEW_VALUE_HEADING.search(h)), None)
+        if new_heading is None or not row[new_heading]:
+            continue
+        # The field's name is under a heading such as "Field"; failing that, in any cell but the values.
+        named = [cell for heading, cell in row.items() if FIELD_HEADING.search(heading)]
+        labels = [c.lower() for c in named] or [
+            cell.lower() for heading, cell in row.items() if heading != new_heading and not OLD_VALUE_HEADING.search(heading)
+        ]
+        key = next((key for key, pattern in TABLE_FIELDS if any(pattern.search(label) for label in labels)), None)
+        if key is not None:
+            changes.update(_table_value(ctx, event, key, row[new_heading], vocabulary))
+    return changes
+
+
+def _table_value(ctx: Context, event: EventFacts, key: str, cell: str, vocabulary: list[str]) -> dict[str, object]:
+    if key == "hours":
+        hours = _number(cell.split()[0]) if cell.split() else None
+        return {"hours": float(hours) if hours % 1 else int(hours)} if hours is not None and hours != event.hours else {}
+    if key in ("start_date", "end_date", "dates"):
+        found = join_ranges(find_dates(cell, ctx.sent_on), cell)
+        if not found:
+            return {}
+        dates = {"start_date": found[0].start, "end_date": found[-1].end}
+        wanted = dates if key == "dates" else {key: dates[key]}
+        current = {"start_date": event.start_date, "end_date": event.end_date}
+        return {k: v.isoformat() for k, v in wanted.items() if v != current[k]}
+    if key == "location":
+        place = LOCATION.search(cell)
+        value = "Online" if re.search(r"\b(?:online|virtual|zoom)\b", cell, re.IGNORECASE) else (
+            f"{place.group(1)}, MT {place.group(3) or place.group(5) or ''}".strip() if place else None)
+        return {"location": value} if value and fold(value) != fold(event.location) else {}
+    if key == "categories":
+        named = [c for c in vocabulary if whole_words(fold(c)).search(fold(cell))]
+        return {"categories": named} if named and sorted(named) != sorted(event.categories or []) else {}
+    current = {"title": event.title, "instructor": event.instructor, "description": event.description}[key]
+    return {key: cell} if fold(cell) != fold(current) else {}
+
+
 def extract(ctx: Context) -> Fields:
     event = ctx.event
     if event is None:
         return {"changes": {}, "self_service": False}
     vocabulary = sorted({c for e in ctx.host_events for c in (e.categories or [])} | set(STANDARD_CATEGORIES), key=len, reverse=True)
     changes: dict[str, object] = {}
+    tabled = tabled_changes(ctx, event, vocabulary)
     values = {
         "title": labelled_value(ctx, "title") or new_title(ctx, event),
         "instructor": labelled_value(ctx, "instructor", "presenter")
@@ -333,6 +409,7 @@ def extract(ctx: Context) -> Fields:
     if hours is not None:
         changes["hours"] = float(hours) if hours % 1 else int(hours)
     changes.update({k: v.isoformat() for k, v in new_dates(ctx, event).items()})
+    changes.update(tabled)  # a table says exactly which field takes which value
     return {"changes": changes, "self_service": event.end_date >= ctx.sent_on}
 
 
