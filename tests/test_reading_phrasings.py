@@ -63,13 +63,15 @@ def test_it_reads_a_bulleted_list_of_changes(reading):
 
 
 def test_it_reads_a_table_of_changes_by_its_headings(reading):
+    # The first row is long enough to look like a wrapped line; it must not swallow the row after it.
+    new_title = "Family Math Night Part 1: Fractions, Decimals and Games to Play at Home"
     table = ("<p>A correction to a past event:</p><table><tr><th>Event</th><th>Field</th><th>Currently</th>"
-             "<th>Should be</th></tr><tr><td rowspan='2'>Math Night Part 1</td><td>Hours</td><td>3.5</td>"
-             "<td>3</td></tr><tr><td>Title</td><td>Math Night Part 1</td><td>Family Math Night Part 1</td></tr>"
-             "</table>")
+             "<th>Should be</th></tr><tr><td rowspan='2'>Math Night Part 1 (held last month at Longfellow "
+             "Elementary)</td><td>Hours</td><td>3.5</td><td>3</td></tr><tr><td>Title</td><td>Math Night Part 1"
+             f"</td><td>{new_title}</td></tr></table>")
     read = reading("", subject="Math Night correction", html=table)
     assert read["kind"] == "event_edit"
-    assert read["fields"]["changes"] == {"hours": 3, "title": "Family Math Night Part 1"}
+    assert read["fields"]["changes"] == {"hours": 3, "title": new_title}
 
 
 def test_it_reads_a_move_between_towns(reading):

@@ -211,6 +211,7 @@ def unwrap(text: str) -> str:
             and line.strip()
             and not re.match(r"\s*(?:[-*•]|\d+[.)])\s|\s*[\w ]{2,20}:", line)
             and not re.search(r"[.!?:|]\s*$", previous)
+            and not ("|" in previous and "|" in line)  # rows of a table, each its own line
         )
         if continues:
             out[-1] = f"{previous.rstrip()} {line.strip()}"
