@@ -55,7 +55,7 @@ CUES: tuple[Cue, ...] = (
 )
 
 _COUNT_PATTERNS = (
-    re.compile(rf"\b(?:record|enter|report|put down|mark)\s+(?:it\s+as\s+|it\s+|as\s+|a\s+)?(?P<n>\d{{1,4}}|zero)\b(?!\s*(?:hours|minutes|days|/))", re.IGNORECASE),
+    re.compile(r"\b(?:record|enter|report|put down|mark)\s+(?:it\s+as\s+|it\s+|as\s+|a\s+)?(?P<n>\d{1,4}|zero)\b(?!\s*(?:hours|minutes|days|/))", re.IGNORECASE),
     re.compile(rf"\b(?:number of {CERT}(?: issued)?|{CERT} (?:count|total)|count)\s+(?:is|was|=)\s+(?P<n>{NUMBER})\b", re.IGNORECASE),
     re.compile(rf"\b{CERT}\s*(?:issued|count|total|given|awarded)\s*[:=|]+\s*(?P<n>{NUMBER})\b", re.IGNORECASE),
     re.compile(rf"(?:{NONE_ISSUED})|\b(?:as|record it|enter)\s+(?:a\s+)?(?:zero|0)\b", re.IGNORECASE),
