@@ -6,13 +6,15 @@ Falls, 3.5 hours, taught by Ann Lee) ended twenty days ago.
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
-from tests.factories import MailFactory, seed_registry
+from tests.factories import TODAY, MailFactory, add_event, seed_registry
 from workflows.inbox import inspect
+from workflows.matching import forget_registry_index
 from workflows.parsing import parse_message
 from workflows.policy import MailboxPolicy
 
@@ -84,3 +86,83 @@ def test_it_reads_who_will_present_instead(reading):
     read = reading("Two changes for Math Night Part 1: Kim Ode will present instead of Ann, and it ran 3 hours.",
                    subject="Change to Math Night")
     assert read["fields"]["changes"] == {"instructor": "Kim Ode", "hours": 3}
+
+
+@pytest.mark.parametrize("body, count", [
+    ("We had 23 teachers complete Math Night Part 1 last month. Can you record that for us?", 23),
+    ("Twelve of our new principals finished Math Night Part 1 and received certificates.", 12),
+])
+def test_it_reads_counts_of_people_who_completed(reading, body: str, count: int):
+    read = reading(body, subject="Math Night numbers")
+    assert (read["kind"], read["fields"]) == ("certificate_count", {"count": count})
+
+
+@pytest.mark.parametrize("body, subject", [
+    # Thanks for a change already made, in a reply whose thread was about that change.
+    ("Thank you so much for fixing the date on Math Night Part 1 so quickly. Everything looks right now.",
+     "RE: Math Night date"),
+    # One teacher's certificate is not a count of certificates.
+    ("One of our teachers says Math Night Part 1 is not on her record. I gave her the certificate in "
+     "September, so what should I tell her?", "certificate question"),
+    # Counting people under an event is not asking whether an activity counts.
+    ("Our course runs as a one-year event. Does it matter which one we count them under when we report?",
+     "process question"),
+])
+def test_it_leaves_what_asks_for_no_change_to_staff(reading, body: str, subject: str):
+    assert reading(body, subject=subject)["kind"] == "other"
+
+
+def test_it_reads_an_office_move_as_a_new_mailing_address(reading):
+    read = reading("Hello,\n\nOur district office has moved. Please update the mailing address for Great Falls "
+                   "Public Schools to:\n\n1100 4th St S\nGreat Falls, MT 59405\n\nPhone numbers are unchanged.",
+                   subject="Address update")
+    assert read["kind"] == "account_update"
+    assert read["fields"]["changes"] == {"address": "1100 4th St S, Great Falls, MT 59405"}
+
+
+def test_it_reads_a_new_name_the_host_has_taken(reading):
+    read = reading("As of November 1, Great Falls Public Schools has officially changed its name to the Great Falls "
+                   "Unified School District. Could you update our host name?", subject="Our new name")
+    assert read["fields"]["changes"] == {"name": "Great Falls Unified School District"}
+
+
+def test_it_reads_an_address_set_out_as_old_and_new(reading):
+    read = reading("The district changed my email address. Please update my PDUPS user account:\n\n"
+                   "old: bsmith@gfps.k12.mt.us\nnew: Bob.Smith@gfps.k12.mt.us\n", subject="Updated email address")
+    assert read["fields"]["changes"] == {"email": "bob.smith@gfps.k12.mt.us"}
+
+
+def test_it_takes_the_instructor_line_as_the_host_quotes_it(reading):
+    read = reading('For Math Night Part 1, Kim co-presented, so please list the instructor as "Ann Lee and Kim Ode".',
+                   subject="Math Night instructor")
+    assert read["fields"]["changes"] == {"instructor": "Ann Lee and Kim Ode"}
+
+
+def test_it_takes_someone_off_the_mailing_list_at_their_request(reading):
+    read = reading("Dana Ruiz asked me to have her taken off the PLP Insider mailing list. Her email is "
+                   "druiz@gfps.k12.mt.us.", subject="Remove from list")
+    assert read["kind"] == "unsubscribe"
+    assert read["fields"]["person"]["email"] == "druiz@gfps.k12.mt.us"
+
+
+def test_it_reads_whether_time_counts_toward_renewal_units_as_an_eligibility_question(reading):
+    read = reading("Our principal says teachers can count the time they spend in parent-teacher conferences toward "
+                   "their renewal units if we enter it as a PDU event. Is that right?", subject="Quick question")
+    assert read["kind"] == "eligibility_question"
+
+
+def test_it_finds_the_event_a_cancellation_points_back_to(sessions, reading):
+    with sessions() as session:
+        # The same webinar twice: once already held, once still to come.
+        add_event(session, "E10003", title="AI Tools for Lesson Planning", start_date=TODAY - dt.timedelta(days=30),
+                  end_date=TODAY - dt.timedelta(days=30), online=True, certificates_issued=40)
+        add_event(session, "E10004", title="AI Tools for Lesson Planning", start_date=TODAY + dt.timedelta(days=18),
+                  end_date=TODAY + dt.timedelta(days=18), online=True)
+        session.commit()
+    forget_registry_index()
+    coming = (TODAY + dt.timedelta(days=18)).strftime("%B %-d")
+    held = (TODAY - dt.timedelta(days=30)).strftime("%B %-d")
+    read = reading(f"Our presenter for the {coming} AI Tools for Lesson Planning webinar has had a family emergency. "
+                   f"Please delete that event from PDUPS.\n\n(The {held} session did take place.)",
+                   subject=f"Cancel {coming} webinar")
+    assert (read["kind"], read["event_id"]) == ("event_cancel", "E10004")

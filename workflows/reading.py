@@ -227,9 +227,26 @@ def only_candidate(ctx: Context, spec: KindSpec) -> EventMatch:
     return EventMatch(events[0], 60.0, "only") if len(events) == 1 else EventMatch(None, 0.0, "")
 
 
+# "Please delete that event": the sentence points back at the one before it, which names the event.
+# A bare "it" is left alone: its antecedent is as often two sentences back, or the subject.
+POINTS_BACK = re.compile(r"\b(?:that|this|the same) (?:event|one|session|workshop|webinar|training|class|course)\b", re.IGNORECASE)
+
+
 def request_sentences(ctx: Context, spec: KindSpec) -> str:
-    """The sentences of the new text that carry the kind's own cues: where the request is made."""
-    chosen = [s for s in sentences(ctx.body) if any(c.weight > 0 and c.search(s) for c in spec.cues)]
+    """The sentences that carry the kind's own cues: where the request is made.
+
+    A new message's subject counts as one of them ("Cancel Dec 8 webinar"); a reply's is the old
+    conversation's. A request that points back ("delete that event") brings the sentence before it.
+    """
+    parts = sentences(ctx.body)
+    carries = [any(c.weight > 0 and c.search(s) for c in spec.cues) for s in parts]
+    chosen = [ctx.subject] if not ctx.is_reply and any(c.weight > 0 and c.search(ctx.subject) for c in spec.cues) else []
+    for n, sentence in enumerate(parts):
+        if not carries[n]:
+            continue
+        if n and not carries[n - 1] and POINTS_BACK.search(sentence) and parts[n - 1] not in chosen:
+            chosen.append(parts[n - 1])
+        chosen.append(sentence)
     return " ".join(chosen)
 
 

@@ -21,7 +21,7 @@ from workflows.matching import fold, forget_registry_index
 DETAIL = r"(?:phone|number|line|address|email|e-mail|contact|account manager|name|fax)"
 CUES: tuple[Cue, ...] = (
     cue(rf"\b(?:new|change|changed|update|updated|different|correct)\b.{{0,40}}\b{DETAIL}\b", 2.0),
-    cue(r"\bmoved (?:our )?offices?\b|\bwe(?:'ve| have)? moved\b|\bnew (?:main|office|direct) (?:number|line|phone)\b|\bname change\b|\bchanged? (?:our|its) name\b|\bvoted to change\b", 2.5),
+    cue(r"\b(?:office|offices|headquarters) (?:has|have) (?:moved|relocated)\b|\bmailing address\b|\bmoved (?:our )?offices?\b|\bwe(?:'ve| have)? moved\b|\bnew (?:main|office|direct) (?:number|line|phone)\b|\bname change\b|\bchanged? (?:our|its) name\b|\bvoted to change\b", 2.5),
     cue(r"(?<!as the )\bnew (?:account )?(?:manager|contact)\b|\b(?:change|update)\w*\b.{0,30}\b(?:account (?:manager|contact)|contact (?:person|on file))\b|\btak(?:e|ing) over as\b|\bhost (?:name|account|information)\b", 2.5),
     cue(r"\baccount (?:manager|contact)\b", 1.0),
     cue(rf"\b{DETAIL}\b.{{0,30}}\b(?:has |have |is |was )?(?:changed|changing|moved)\b", 2.0),
@@ -60,7 +60,7 @@ def new_name(ctx: Context) -> str | None:
         quoted = re.findall(r"[\"“]([^\"”]{4,200})[\"”]", sentence)
         if quoted:
             return quoted[-1].strip(" .")
-        match = re.search(r"\b(?:(?:is|are) now(?: officially)?(?: called| known as)?|renamed(?: to)?|now called|new name is|change (?:our|the) name to)\s+(?:the\s+)?([A-Z][^.,;\n]{3,150})", sentence)
+        match = re.search(r"\b(?:(?:is|are) now(?: officially)?(?: called| known as)?|renamed(?: to)?|now called|new name is|chang(?:e|ed|ing) (?:our|the|its|their) name to)\s+(?:the\s+)?([A-Z][^.,;\n]{3,150})", sentence)
         if match:
             return match.group(1).strip(" .")
     return None
@@ -119,7 +119,7 @@ def _given_as_old(address: str, sentence: str) -> bool:
 
 
 def new_email(ctx: Context) -> tuple[str, str] | None:
-    given = emails_in(labelled(ctx.body, "new email", "new e-mail", "new email address") or "")
+    given = emails_in(labelled(ctx.body, "new email", "new e-mail", "new email address", "new") or "")
     if given:
         return ("contact_email" if _is_contact(ctx, ctx.sender) else "email"), given[0]
     parts = sentences(ctx.body)

@@ -16,7 +16,8 @@ from workflows.extract import NUMBER, number_value
 from workflows.kinds.base import Context, Cue, Fields, KindSpec, Outcome, cue
 
 CERT = r"(?:certificates?|certs?|pdu certificates?)"
-PEOPLE = r"(?:educators?|teachers?|participants?|people|attendees|staff|folks|paras|paraprofessionals|members|students)"
+PEOPLE = (r"(?:educators?|teachers?|participants?|people|attendees|staff|folks|paras|paraprofessionals|members|students|"
+          r"principals?|administrators?|counselors?|librarians?|coaches|nurses|leaders|specialists|coordinators)")
 HELD = r"(?:did (?:happen|take place|go|run|meet)|we met|(?:we|it) (?:was |were )?(?:held|ran|hosted)|did hold|took place|happened|went (?:ahead|on|forward)|still (?:happened|ran|met))"
 NONE_ISSUED = (
     rf"(?:no|not any|zero|none of the)\s+(?:\w+\s+){{0,3}}{CERT}|(?:did not|didn't|won't|will not|not to|decided not to)\s+"
@@ -36,6 +37,8 @@ CUES: tuple[Cue, ...] = (
     cue(rf"\b(?:received|earned|got|receive)\s+(?:their|a|the|an|our)?\s*(?:opi\s+)?(?:pdu\s+)?{CERT}", 2.5),
     cue(rf"\b(?:{CERT}\s*(?:count|number|total)s?|number of {CERT}|{CERT} issued)", 2.0),
     cue(rf"\b{NUMBER}\s+{PEOPLE}\b.{{0,60}}\b(?:completed|attended|received|earned|finished)", 1.5),
+    # "we had 23 teachers complete the training": the verb after "had N people" is in its plain form.
+    cue(rf"\bhad\s+{NUMBER}\s+(?:[\w'-]+\s+){{0,2}}?{PEOPLE}\s+(?:complete|attend|finish|earn|receive|get|take)\b", 2.5),
     cue(rf"\b{NUMBER}\s+(?:[\w'-]+\s+){{0,3}}?{PEOPLE}\s+(?:[\w'-]+\s+){{0,2}}?{TAKE_UP}\b(?:\s+[\w'-]+){{0,5}}?\s+{CERT}\b", 2.5),
     cue(rf"\b(?:completed|attended)\b.{{0,40}}\b{NUMBER}\s+{PEOPLE}", 1.0),
     cue(HELD, 5.0, also=NONE_ISSUED),
@@ -51,6 +54,9 @@ CUES: tuple[Cue, ...] = (
     cue(r"\b(?:send|give|provide|email) (?:us|me) (?:a |an )?(?:list|report|export|spreadsheet)\b|\blist of (?:all )?(?:our |\w+ )?events\b", -3.0),
     cue(rf"\b{NUMBER}\s+(?:[a-z-]+\s+){{0,2}}(?:completed|received|earned|got|finished)\b", 1.5),
     cue(rf"\b(?:no one|nobody|not|none)\b.{{0,30}}\b(?:received|got|earned)\b.{{0,20}}\b{CERT}", -2.5),
+    # One person's certificate ("I gave her the certificate", "I have the certificate") is not a count.
+    cue(r"\b(?:gave|sent|emailed|handed|issued)\s+(?:her|him|them|the teacher)\s+(?:a|the|her|his|their)\s+certificate\b"
+        r"|\b(?:i|she|he) (?:have|has|got|received) (?:the|my|her|his|a) certificate\b", -2.5),
     cue(r"\b(?:can|could|may|would) (?:we|i)\b.{0,60}\b(?:issue|give|offer|award)\b", -2.0),
 )
 
@@ -64,7 +70,7 @@ _COUNT_PATTERNS = (
     re.compile(r"\b(?:numbers?|counts?|totals?)\b[^.\n]{0,60}?:\s*(?P<n>\d{1,4})\b", re.IGNORECASE),
     re.compile(rf"\b{CERT}\s*(?:issued|count|total|given)?\s*[:=-]\s*(?P<n>{NUMBER})\b", re.IGNORECASE),
     re.compile(rf"\b(?:issued|gave out|awarded|handed out)\s*:?\s*(?P<n>{NUMBER})\b", re.IGNORECASE),
-    re.compile(rf"\b(?P<n>{NUMBER})\s+(?:\w+\s+){{0,2}}{PEOPLE}\b", re.IGNORECASE),
+    re.compile(rf"\b(?P<n>{NUMBER})\s+(?:of\s+(?:our|the|their|your)\s+)?(?:\w+\s+){{0,2}}{PEOPLE}\b", re.IGNORECASE),
     re.compile(rf"\b(?P<n>{NUMBER})\s+(?:[a-z-]+\s+){{0,2}}(?:completed|received|earned|got|finished)\b", re.IGNORECASE),
     re.compile(r"^\s*(?P<n>\d{1,4})\s*$", re.MULTILINE),
     re.compile(r"\|\s*(?P<n>\d{1,4})\s*$", re.MULTILINE),  # a table row ending in its count
@@ -79,16 +85,22 @@ def read_count(text: str) -> int | None:
             if raw is None:
                 return 0
             value = number_value(raw)
-            if value is not None and not _looks_like_a_date_or_year(text, match.start("n"), value):
+            if value is not None and not _names_rather_than_counts(text, match.start("n"), value):
                 return value
     return None
 
 
-def _looks_like_a_date_or_year(text: str, at: int, value: int) -> bool:
+# "Part 1", "Session 2", "Grade 5": a number that names something rather than counting it.
+NAMES_A_PART = re.compile(r"\b(?:part|session|day|week|module|unit|no\.?|number|grade|level|cohort|room|step|phase|region|district)\s*#?\s*$")
+
+
+def _names_rather_than_counts(text: str, at: int, value: int) -> bool:
+    """A date, a year or a part number ("Part 1"), not a number of certificates."""
     before = text[max(0, at - 12) : at].lower()
     after = text[at : at + 8]
     month_before = re.search(r"(?:oct|nov|sept?|dec|jan|feb|mar|apr|may|jun|jul|aug)\w*\.?\s*$", before)
-    return value > 1900 or bool(month_before) or before.endswith("/") or bool(re.match(r"\d+/", after))
+    return (value > 1900 or bool(month_before) or before.endswith("/") or bool(re.match(r"\d+/", after))
+            or bool(NAMES_A_PART.search(before)))
 
 
 def extract(ctx: Context) -> Fields:

@@ -198,6 +198,11 @@ def _is_misspelling(quoted: str, title: str) -> bool:
     return fuzz.partial_ratio(fold(quoted), fold(title)) >= 90 and len(quoted) < len(title)
 
 
+# 'please list the instructor as "Brett Ochsner and Celia Martínez"': the host gives the line verbatim.
+LISTED_AS = re.compile(r"\b(?:list|make|put|set|change|show)\s+(?:the\s+)?(?:instructors?|presenters?|facilitators?)\s+"
+                       r"(?:as|to(?: be)?|to read)?\s*:?\s*[\"“]([^\"”\n]{3,120})[\"”]", re.IGNORECASE)
+
+
 def new_instructor(ctx: Context, event: EventFacts) -> str | None:
     chosen = relevant(ctx, ABOUT_INSTRUCTOR)
     text = " ".join(chosen)
@@ -206,6 +211,9 @@ def new_instructor(ctx: Context, event: EventFacts) -> str | None:
     explicit = re.search(r"\bI(?:'ll| will|'m| am) be(?:ing)? the (?:instructor|presenter)\s*\(([^)]+)\)", text)
     if explicit:
         return explicit.group(1).strip()
+    listed = LISTED_AS.search(text)
+    if listed:
+        return listed.group(1).strip()
     titled = re.findall(r"\b(?:should (?:say|read|be)|to|is)\s+((?:Dr|Mr|Mrs|Ms|Prof)\.?\s+[A-Z][\w'’-]+(?:\s+[A-Z][\w'’-]+){0,2})", text)
     if titled:
         return max(titled, key=lambda name: len(name.split())).strip()

@@ -9,6 +9,10 @@ from workflows.kinds.base import Context, Cue, Fields, KindSpec, cue
 
 CUES: tuple[Cue, ...] = (
     cue(r"^\W*(?:thanks?|thank you)\b", 1.5),
+    # Thanks for something already done is not a new request, whatever the thread was about.
+    cue(r"\bthanks?(?: you)?(?: so much| very much| again)? for (?:fixing|updating|correcting|changing|removing|deleting|"
+        r"adding|taking care|making (?:the|that|those) change|the quick|handling|getting)\b", 2.0),
+    cue(r"\b(?:everything|it|all|that) looks (?:right|good|correct|great) now\b|\bwe'?re all set\b", 1.5),
     cue(r"^\W*(?:perfect|great|wonderful|awesome|got it|all set|excellent)[,!. ]+(?:thanks?|thank you)\b|\bthat'?s all we needed\b", 3.0),
     cue(r"\btransition\b(?! updates?)|\btimeline\b|\bnetwork (?:collaborative )?call\b|\bzoom link\b|\bblank certificate\b|\bnewsletter (?:article|submission)\b", 1.0),
     # Educators' own records and renewals belong to Licensure; hosts forward such questions.
