@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import gc
 import random
+import unicodedata
+
+from hypothesis import given
+from hypothesis import strategies as st
 
 from storage.registry import Host
-from workflows.matching import RegistryIndex, forget_registry_index, registry_index
+from workflows.matching import _WORD, RegistryIndex, _fold_short, fold, forget_registry_index, registry_index
 
 
 def test_it_breaks_ties_between_equally_named_hosts_by_host_id_whatever_the_insertion_order():
@@ -33,3 +37,21 @@ def test_it_keeps_the_registry_index_out_of_the_collectors_full_collections(sess
     walked = {id(o) for o in gc.get_objects()}  # the permanent generation is not among them
     assert gc.get_freeze_count() > 0
     assert gc.is_tracked(index) and id(index) not in walked
+
+
+def folded_the_long_way(text: str) -> str:
+    decomposed = unicodedata.normalize("NFKD", text)
+    return " ".join(_WORD.findall("".join(c for c in decomposed if not unicodedata.combining(c)).lower()))
+
+
+@given(st.text())
+def test_folding_any_text_gives_what_decomposing_every_character_gives(text: str):
+    assert fold(text) == folded_the_long_way(text)
+    assert fold(text * 50) == folded_the_long_way(text * 50)
+
+
+def test_it_keeps_folded_names_but_not_folded_messages():
+    _fold_short.cache_clear()
+    fold("Great Falls Public Schools")
+    fold("A long message from a host. " * 40)
+    assert _fold_short.cache_info().currsize == 1

@@ -50,9 +50,22 @@ _WORD = re.compile(r"[a-z0-9]+")
 _CAPS = re.compile(r"\b[A-Z][A-Za-z0-9]{1,7}\b")
 
 
-@functools.lru_cache(maxsize=65536)
+CACHED_FOLD_CHARS = 200  # names and titles recur and are cached; a message's text is folded once
+
+
 def fold(text: str) -> str:
     """Lower-case, accents removed, punctuation to spaces: the form every comparison uses."""
+    return _fold_short(text) if len(text) <= CACHED_FOLD_CHARS else _fold(text)
+
+
+@functools.lru_cache(maxsize=65536)
+def _fold_short(text: str) -> str:
+    return _fold(text)
+
+
+def _fold(text: str) -> str:
+    if text.isascii():  # nothing to decompose: the common case, at C speed
+        return " ".join(_WORD.findall(text.lower()))
     decomposed = unicodedata.normalize("NFKD", text)
     ascii_text = "".join(c for c in decomposed if not unicodedata.combining(c)).lower()
     return " ".join(_WORD.findall(ascii_text))
