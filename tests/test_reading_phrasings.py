@@ -19,15 +19,16 @@ from workflows.parsing import parse_message
 from workflows.policy import MailboxPolicy
 
 USER = "Bob Smith <bsmith@gfps.k12.mt.us>"
+CONTACT = "Jane Doe <jdoe@gfps.k12.mt.us>"
 
 
 @pytest.fixture
 def reading(sessions: sessionmaker[Session], mail: MailFactory):
     seed_registry(sessions)
 
-    def read(body: str, subject: str = "Math Night", html: str | None = None) -> dict[str, Any]:
+    def read(body: str, subject: str = "Math Night", html: str | None = None, sender: str = USER) -> dict[str, Any]:
         with sessions() as session:
-            return inspect(session, mail.raw(body=body, subject=subject, sender=USER, html=html), MailboxPolicy())
+            return inspect(session, mail.raw(body=body, subject=subject, sender=sender, html=html), MailboxPolicy())
 
     return read
 
@@ -167,9 +168,98 @@ CHANGES_ASKED_FOR = {
         "Math Night instructor",
         {"instructor": "Ann Lee and Kim Ode"},
     ),
+    "the instructor changed from one quoted name to another": (
+        'For Math Night Part 1: Instructor: please change from "Ann Lee" to "Dr. Alan Reese". I was a placeholder.',
+        "Correction request",
+        {"instructor": "Dr. Alan Reese"},
+    ),
+    "a move to another building and town": (
+        "Because of a boiler failure we are moving Math Night Part 1 to the Belt School gym, Belt MT 59412.",
+        "Math Night location change",
+        {"location": "Belt, MT 59412"},
+    ),
+    "a second category it should be listed under": (
+        "Math Night Part 1 should also be listed under Science in addition to Mathematics, since half of it "
+        "was on measurement.",
+        "Math Night correction",
+        {"categories": ["Mathematics", "Science"]},
+    ),
+}
+# The writer is the instructor now: "put me as the instructor".
+CHANGES_ASKED_FOR_BY_THE_USER = {
+    "the writer as the instructor": (
+        "For Math Night Part 1, can you put me as the instructor instead of Ann? Ann was going to teach it but "
+        "I ended up doing it.",
+        "Fix for Math Night",
+        {"instructor": "Bob Smith"},
+    ),
 }
 
 
-@pytest.mark.parametrize("body, subject, changes", CHANGES_ASKED_FOR.values(), ids=CHANGES_ASKED_FOR.keys())
+@pytest.mark.parametrize("body, subject, changes", {**CHANGES_ASKED_FOR, **CHANGES_ASKED_FOR_BY_THE_USER}.values(),
+                         ids=[*CHANGES_ASKED_FOR, *CHANGES_ASKED_FOR_BY_THE_USER])
 def test_it_reads_the_change_asked_for(reading, body: str, subject: str, changes: dict[str, object]):
     assert reading(body, subject=subject)["fields"]["changes"] == changes
+
+
+def test_it_counts_those_who_earned_certificates_not_those_who_registered(reading):
+    read = reading("For Math Night Part 1: 52 people registered and 41 attended the full hour and received certificates.")
+    assert read["fields"] == {"count": 41}
+
+
+def test_it_reads_a_new_end_date_given_rather_than_the_old(reading):
+    later, listed = TODAY + dt.timedelta(days=45), TODAY + dt.timedelta(days=41)
+    read = reading(f"Please change the end date of the Winter Literacy Institute: it now ends {later:%B %-d, %Y} "
+                   f"rather than {listed:%B %-d}.", subject="Winter Literacy Institute")
+    assert read["fields"]["changes"] == {"end_date": later.isoformat()}
+
+
+def test_it_reads_an_event_being_moved_to_another_day(reading):
+    held = TODAY - dt.timedelta(days=20)
+    moved = held + dt.timedelta(days=7)
+    read = reading(f"The weather was bad, so we are moving Math Night Part 1 back one week, to {moved:%A, %B %-d}. "
+                   "Same place, same hours. Would you please change the date in the system?",
+                   subject="Math Night moving a week")
+    assert read["fields"]["changes"] == {"start_date": moved.isoformat(), "end_date": moved.isoformat()}
+
+
+def test_it_takes_the_number_given_as_new_not_the_one_disconnected(reading):
+    read = reading(subject="Update my phone number", sender=CONTACT,
+                   body="Please update the phone number on our account for me as the contact. My old number "
+                        "(406) 555-0142 was my desk line and it has been disconnected. Please use my cell: (406) 555-0168.")
+    assert read["fields"]["changes"] == {"contact_phone": "+14065550168"}
+
+
+def test_it_reads_the_contacts_new_address_from_an_address_not_on_file(reading):
+    read = reading(subject="My new email", sender="Jane Doe <jane.doe.writes@gmail.com>",
+                   body="Hello, it's Jane from Great Falls Public Schools. The district is shutting down my old email "
+                        "(jdoe@gfps.k12.mt.us) at the end of the year, so I set up a Gmail: jane.doe.writes@gmail.com. "
+                        "Would you please change it on my account?")
+    assert read["fields"]["changes"] == {"contact_email": "jane.doe.writes@gmail.com"}
+    assert "sender_not_on_file" in read["flags"]  # the contact of record still confirms the change
+
+
+def test_it_reads_a_new_name_set_out_below_the_request(reading):
+    read = reading("Our board voted to change the district's name. Please update our host name in PDUPS from "
+                   "Great Falls Public Schools to:\n\nGreat Falls Unified School District\n\nEverything else stays the same.",
+                   subject="Name change")
+    assert read["fields"]["changes"] == {"name": "Great Falls Unified School District"}
+
+
+def test_it_removes_the_forwarded_writer_who_asked_for_their_own_login_to_go(reading):
+    body = ("see below. Can you take care of this? Thanks - Jane\n\n---------- Forwarded message ---------\n"
+            "From: Bob Smith <bsmith@gfps.k12.mt.us>\nDate: Mon, Nov 16, 2026 at 4:12 PM\nSubject: leaving\n"
+            "To: Jane Doe <jdoe@gfps.k12.mt.us>\n\nJane,\n\nMy last day is Friday. Could you have OPI shut off my "
+            "PDUPS login so there's no confusion?\n\nThanks,\nBob\n")
+    read = reading(body, subject="Fwd: leaving", sender=CONTACT)
+    assert read["kind"] == "user_remove"
+    assert read["fields"]["person"] == {"name": "Bob Smith", "email": "bsmith@gfps.k12.mt.us", "phone": None}
+
+
+def test_a_host_named_in_passing_is_not_the_writers_own(reading):
+    read = reading(subject="mailing list", sender="Kay Brost <kbrost@hinsdale.k12.mt.us>",
+                   body="At the Great Falls Public Schools conference someone from OPI mentioned an email list for "
+                        "updates about the new PDU system. I'd like to be on it.\n\nKay Brost\n"
+                        "Teacher-Librarian, Hinsdale Public Schools\n")
+    assert (read["kind"], read["host_id"]) == ("subscribe", None)
+    assert read["fields"]["person"]["organization"] == "Hinsdale Public Schools"

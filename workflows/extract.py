@@ -88,12 +88,15 @@ def emails_in(text: str) -> list[str]:
 
 def phones_in(text: str) -> list[str]:
     """North American phone numbers in the text, as E.164, in the order written."""
-    found: list[str] = []
-    for match in phonenumbers.PhoneNumberMatcher(text, "US", leniency=phonenumbers.Leniency.VALID):
-        formatted = phonenumbers.format_number(match.number, phonenumbers.PhoneNumberFormat.E164)
-        if formatted not in found:
-            found.append(formatted)
-    return found
+    return list(dict.fromkeys(phone for phone, _, _ in phone_spans(text)))
+
+
+def phone_spans(text: str) -> list[tuple[str, int, int]]:
+    """Each phone number in the text as (E.164, start, end), in the order written."""
+    return [
+        (phonenumbers.format_number(match.number, phonenumbers.PhoneNumberFormat.E164), match.start, match.end)
+        for match in phonenumbers.PhoneNumberMatcher(text, "US", leniency=phonenumbers.Leniency.VALID)
+    ]
 
 
 def e164(phone: str) -> str:
@@ -244,6 +247,7 @@ def split_sign_off(text: str, sender_name: str) -> tuple[str, str]:
 ORGANISATION = re.compile(
     r"\b((?:(?:[A-Z][\w&'’-]*(?:\.[A-Z]\.?)?|of|and|for|the|&)[ \t]+){1,7}(?:Public Schools|School District(?: No\.? ?\d+)?|Schools|College|University|"
     r"Cooperative|Co-op|Consortium|Association|Museum|Center|Academy|Society|Alliance|CSPD|Institute|Foundation|"
+    r"Federation|Council|Network|Coalition|Library|Bureau|Agency|Commission|"
     r"Superintendent of Schools))\b"
 )
 

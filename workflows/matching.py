@@ -97,10 +97,11 @@ class HostFacts:
     host_id: str
     name: str
     contact_email: str
+    contact_name: str = ""
 
     @classmethod
     def of(cls, host: Host) -> HostFacts:
-        return cls(host.host_id, host.name, host.contact_email)
+        return cls(host.host_id, host.name, host.contact_email, host.contact_name or "")
 
 
 @dataclass

@@ -113,6 +113,7 @@ class ParsedMail:
     signature: str = ""
     quoted: str = ""
     forwarded: str = ""  # the text of a forwarded message, without its header block
+    forwarded_from: tuple[str, str] = ("", "")  # (name, address) of the forwarded message's writer
     html_only: bool = False
     attachments: list[AttachmentInfo] = field(default_factory=list)
     unreadable: str = ""  # the reason, when the message could not be read
@@ -392,9 +393,22 @@ def _split_reply(parsed: ParsedMail) -> None:
         r"forwarded message|^-+ ?original message", forward_marks, re.IGNORECASE | re.MULTILINE)
     if len(replies) > 1 and is_forward:
         parsed.forwarded = replies[1].body
+        parsed.forwarded_from = _writer_in(replies[1].headers)
     if not parsed.new_text and len(replies) > 1 and not latest.content:
         # A forward with no note of its own: the forwarded text is what the host wants read.
         parsed.new_text = replies[1].body
+
+
+_FROM_LINE = re.compile(r"^\s*\**from:\**\s*(.+)$", re.IGNORECASE | re.MULTILINE)
+
+
+def _writer_in(headers: str) -> tuple[str, str]:
+    """The forwarded message's "From: Name <address>" line, as (name, lower-cased address)."""
+    line = _FROM_LINE.search(headers)
+    if not line:
+        return ("", "")
+    name, address = email.utils.parseaddr(line.group(1))
+    return (name.strip().strip('"'), address.lower()) if "@" in address else ("", "")
 
 
 def _looks_like_email(message: Message, parsed: ParsedMail) -> bool:

@@ -20,8 +20,18 @@ from workflows.dates import find_dates, join_ranges
 from workflows.kinds import all_specs, cue_index, spec_for
 from workflows.kinds.base import QUESTIONS, Context, KindSpec
 from workflows.eligibility import hints_for
-from workflows.extract import labelled, sentences, split_sign_off, unwrap
-from workflows.matching import EventMatch, HostFacts, HostMatch, events_by_id, host_events, match_event, match_host, registry_index
+from workflows.extract import labelled, organisations_in, sentences, split_sign_off, unwrap
+from workflows.matching import (
+    EventMatch,
+    HostFacts,
+    HostMatch,
+    RegistryIndex,
+    events_by_id,
+    host_events,
+    match_event,
+    match_host,
+    registry_index,
+)
 from workflows.parsing import ParsedMail
 
 MOUNTAIN = ZoneInfo("America/Denver")
@@ -129,6 +139,9 @@ def build_context(session: Session, parsed: ParsedMail) -> Context:
     if stated and ctx.host_match.how == "text" and not index.hosts_named_in(stated):
         # The writer says outright which organisation they are; a host mentioned elsewhere is not it.
         ctx.host_match = HostMatch(None, "", False)
+    if ctx.host_match.how == "text" and signs_for_another_organisation(index, ctx.sign_off, ctx.host_match.host_id):
+        # "At the MREA conference..." signed "Hinsdale Public Schools": the host named is not the writer's.
+        ctx.host_match = HostMatch(None, "", False)
     ctx.mentions = join_ranges(find_dates(ctx.text, day), ctx.text)
     _resolve_host(ctx)
     return ctx
@@ -147,6 +160,12 @@ def _resolve_host(ctx: Context) -> None:
     if host_id:
         ctx.host = ctx.index.hosts.get(host_id) or _host_not_yet_indexed(ctx.session, host_id)
         ctx.host_events = host_events(ctx.session, host_id)
+
+
+def signs_for_another_organisation(index: RegistryIndex, sign_off: str, host_id: str | None) -> bool:
+    """The sign-off names the writer's organisation in full, and it is not the host the text named."""
+    written = organisations_in(sign_off)
+    return bool(written) and not any(host_id in dict(index.hosts_named_in(name)) for name in written)
 
 
 def _host_not_yet_indexed(session: Session, host_id: str) -> HostFacts | None:

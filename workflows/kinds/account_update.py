@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from storage.enums import TicketKind
 from storage.registry import Host
-from workflows.extract import emails_in, labelled, occurrences, phones_in, sentences
+from workflows.extract import emails_in, labelled, occurrences, phone_spans, phones_in, sentences
 from workflows.kinds.base import Approval, Context, Cue, Fields, KindSpec, Outcome, cue
 from workflows.kinds.people import matching_user, person_in
 from workflows.matching import fold, forget_registry_index
@@ -37,6 +37,30 @@ def _is_contact(ctx: Context, address: str) -> bool:
     return bool(ctx.host and ctx.host.contact_email.lower() == address.lower())
 
 
+def _writer_is_contact(ctx: Context) -> bool:
+    """The account contact wrote, from the address on file or, from another address, under the contact's
+    own name. Only which field is meant follows from this: a sender not on file still has the change
+    confirmed by the contact of record before staff see it."""
+    if _is_contact(ctx, ctx.sender):
+        return True
+    return bool(ctx.host and ctx.host.contact_name and fold(ctx.sender_name) == fold(ctx.host.contact_name))
+
+
+# "My old number (406) 555-1061 ... has been disconnected": a number given only to say it is going.
+_OLD_PHONE_BEFORE = re.compile(r"\b(?:old|previous|former|was|from|instead of|not)\b[\w\s()-]{0,25}$", re.IGNORECASE)
+_OLD_PHONE_AFTER = re.compile(r"^[^.;]{0,60}\b(?:disconnected|no longer|is going away|will be shut|retired)\b", re.IGNORECASE)
+
+
+def _new_phones_in(sentence: str) -> list[str]:
+    """The phones of a sentence that are not given as the old number."""
+    kept = []
+    for phone, at, end in phone_spans(sentence):
+        if _OLD_PHONE_BEFORE.search(sentence[max(0, at - 30) : at]) or _OLD_PHONE_AFTER.search(sentence[end:]):
+            continue
+        kept.append(phone)
+    return kept
+
+
 def new_contact(ctx: Context) -> dict[str, str]:
     asks = r"\bnew (?:account )?(?:manager|contact)\b|\b(?:change|update|switch)\w*\b.{0,40}\b(?:account (?:manager|contact)|contact (?:person|on file))\b|\btak(?:e|ing) over as\b|\bcontact (?:should|to) be\b|\bwill be (?:our|the) (?:new )?(?:account )?(?:manager|contact)\b"
     if not re.search(asks, ctx.body, re.IGNORECASE):
@@ -54,6 +78,10 @@ def new_contact(ctx: Context) -> dict[str, str]:
 
 
 def new_name(ctx: Context) -> str | None:
+    # "update our host name from Upper Missouri Education Cooperative to:" with the new name on its own line
+    below = re.search(r"\bname\b[^.]{0,80}?\bfrom\b[^.]{3,150}?\bto:?[ \t]*\n+[ \t]*([A-Z][^\n.;]{3,150})", ctx.body)
+    if below:
+        return below.group(1).strip(" .")
     for sentence in sentences(ctx.body):
         if not re.search(r"\bname\b|\b(?:is|are) now\b|\brenamed\b|\bnow called\b|\bofficially\b", sentence, re.IGNORECASE):
             continue
@@ -80,11 +108,12 @@ def new_phone(ctx: Context) -> tuple[str, str] | None:
             continue
         if re.search(r"\b(?:hasn'?t|has not|stays?|same|unchanged|won'?t change|not changing)\b", sentence, re.IGNORECASE) and not re.search(r"\bnew\b", sentence, re.IGNORECASE):
             continue
-        phones = phones_in(sentence)
+        phones = _new_phones_in(sentence)
         if not phones:
             continue
-        personal = re.search(r"\bmy (?:new )?(?:direct |cell |office |contact |work )?(?:office )?(?:phone|number|line|cell)\b|\bfor me\b", sentence, re.IGNORECASE)
-        field = "contact_phone" if personal and _is_contact(ctx, ctx.sender) else "phone"
+        personal = re.search(r"\bmy (?:new )?(?:direct |cell |office |contact |work )?(?:office )?(?:phone|number|line|cell)\b|\bfor me\b",
+                             sentence, re.IGNORECASE)
+        field = "contact_phone" if personal and _writer_is_contact(ctx) else "phone"
         return field, phones[0]
     return None
 
@@ -108,7 +137,7 @@ def new_address(ctx: Context) -> str | None:
     return None
 
 
-_OLD_VALUE_BEFORE = re.compile(r"(?:old|from|instead of)\W+$")
+_OLD_VALUE_BEFORE = re.compile(r"(?:old|from|instead of|previous|former)\b(?:\W+\w+){0,2}?\W+$")
 
 
 def _given_as_old(address: str, sentence: str) -> bool:
@@ -128,7 +157,7 @@ def new_email(ctx: Context) -> tuple[str, str] | None:
     for sentence in windows:
         if not re.search(r"\b(?:e-?mail|address)\b", sentence, re.IGNORECASE):
             continue
-        if not re.search(r"\b(?:new|now|chang|update|use|moved|switch)\w*\b", sentence, re.IGNORECASE):
+        if not re.search(r"\b(?:new|now|chang|update|use|moved|switch|replac|set\w* (?:me )?up|shut\w* down|going away)\w*\b", sentence, re.IGNORECASE):
             continue
         found = [e for e in emails_in(sentence) if not e.startswith(("opipdups@", "oipdups@", "opirups@"))]
         if not found:

@@ -71,7 +71,7 @@ _COUNT_PATTERNS = (
     re.compile(rf"\b{CERT}\s*(?:issued|count|total|given)?\s*[:=-]\s*(?P<n>{NUMBER})\b", re.IGNORECASE),
     re.compile(rf"\b(?:issued|gave out|awarded|handed out)\s*:?\s*(?P<n>{NUMBER})\b", re.IGNORECASE),
     re.compile(rf"\b(?P<n>{NUMBER})\s+(?:of\s+(?:our|the|their|your)\s+)?(?:\w+\s+){{0,2}}{PEOPLE}\b", re.IGNORECASE),
-    re.compile(rf"\b(?P<n>{NUMBER})\s+(?:[a-z-]+\s+){{0,2}}(?:completed|received|earned|got|finished)\b", re.IGNORECASE),
+    re.compile(rf"\b(?P<n>{NUMBER})\s+(?:[a-z-]+\s+){{0,2}}(?:completed|attended|received|earned|got|finished)\b", re.IGNORECASE),
     re.compile(r"^\s*(?P<n>\d{1,4})\s*$", re.MULTILINE),
     re.compile(r"\|\s*(?P<n>\d{1,4})\s*$", re.MULTILINE),  # a table row ending in its count
 )
@@ -84,6 +84,8 @@ def read_count(text: str) -> int | None:
             raw = match.groupdict().get("n")
             if raw is None:
                 return 0
+            if SIGNED_UP.match(text, match.end()):
+                continue  # "52 people registered and 41 attended": those who signed up are not the count
             value = number_value(raw)
             if value is not None and not _names_rather_than_counts(text, match.start("n"), value):
                 return value
@@ -92,6 +94,9 @@ def read_count(text: str) -> int | None:
 
 # "Part 1", "Session 2", "Grade 5": a number that names something rather than counting it.
 NAMES_A_PART = re.compile(r"\b(?:part|session|day|week|module|unit|no\.?|number|grade|level|cohort|room|step|phase|region|district)\s*#?\s*$")
+
+
+SIGNED_UP = re.compile(r"\s+(?:had\s+|have\s+)?(?:registered|signed up|enrolled|rsvp'?d|were registered|were invited|registrations?)\b", re.IGNORECASE)
 
 
 def _names_rather_than_counts(text: str, at: int, value: int) -> bool:

@@ -41,6 +41,7 @@ CUES: tuple[Cue, ...] = (
     cue(r"\b(?:forgot to|need to|please|could you|can you) (?:add|include|remove|uncheck)\b.{0,60}\bcategor", 2.5),
     cue(r"\b(?:fix|correct|change|update|edit)\s+(?:the|our|its|that)\s+(?:event'?s?\s+)?(?:instructor|presenter|title|description|categor(?:y|ies)|dates?|hours|location|start date|end date)\b", 2.5),
     cue(r"\binstead\b|\bnot the \d|\brather than\b", 1.0),
+    cue(r"\b(?:should (?:also )?be|be|is) listed (?:under|as)\b", 2.0),
     cue(r"\b(?:list|put|make|show)\s+(?:her|him|them|[A-Z]\w+)\s+as\s+(?:the\s+)?(?:instructor|presenter|facilitator)\b|\b(?:line|name) (?:on|for) .{0,40} should (?:say|read|be)\b|\bnew title\b|\bmake it \d", 2.5),
 )
 STANDARD_CATEGORIES = (
@@ -67,12 +68,12 @@ def about(keywords: str) -> re.Pattern[str]:
 
 
 ABOUT_HOURS = about(r"\b(?:hours?|hrs?)\b|-hour\b")
-ABOUT_DATES = about(r"\b(?:dates?|start|end|ran|run|moved?|reschedul\w*|extend\w*|open|should be|actually|two[- ]day|instead|held|holding|ended up)\b")
+ABOUT_DATES = about(r"\b(?:dates?|start|end|ends|ran|run|moved?|moving|postpon\w*|push(?:ed|ing)?|reschedul\w*|extend\w*|open|should be|actually|two[- ]day|instead|rather than|held|holding|ended up)\b")
 ABOUT_TITLE = about(r"\b(?:title|name|typo|spell\w*|misspell\w*|should read|called|wording|listing|read)\b")
 ABOUT_INSTRUCTOR = about(r"\b(?:instructor|presenter|facilitator|taught|teaching|teach|lead|led|present\w*|speaker|name)\b")
 ABOUT_DESCRIPTION = about(r"\bdescription\b")
-ABOUT_CATEGORIES = about(r"\bcategor(?:y|ies)\b")
-ABOUT_LOCATION = about(r"\b(?:location|venue|moved it|held (?:it )?(?:at|in)|online|virtual|zoom|in[- ]person|place|zip)\b")
+ABOUT_CATEGORIES = about(r"\bcategor(?:y|ies)\b|\blisted (?:under|as)\b|\bunder (?:the )?[A-Z][\w ]{2,40} (?:category|strand)\b")
+ABOUT_LOCATION = about(r"\b(?:location|venue|moved it|mov(?:e|ed|es|ing)\b.{0,60}\bto the|relocat\w*|held (?:it )?(?:at|in)|online|virtual|zoom|in[- ]person|place|zip)\b")
 
 
 def relevant(ctx: Context, keywords: re.Pattern[str]) -> list[str]:
@@ -157,7 +158,7 @@ def _new_range(text: str, mentions: list[DateMention], event: EventFacts) -> Dat
             return mention
     for mention in reversed(mentions):
         after = text[mention.at + len(mention.text) : mention.at + len(mention.text) + 20].lower()
-        if "instead" in after:
+        if "instead" in after or "rather than" in after:  # "ends May 28 rather than May 14"
             return mention
     differing = [m for m in mentions if (m.start, m.end) != (event.start_date, event.end_date)]
     return differing[-1] if len(differing) == 1 else None
@@ -203,6 +204,13 @@ LISTED_AS = re.compile(r"\b(?:list|make|put|set|change|show)\s+(?:the\s+)?(?:ins
                        r"(?:as|to(?: be)?|to read)?\s*:?\s*[\"“]([^\"”\n]{3,120})[\"”]", re.IGNORECASE)
 
 
+# 'change from "Margaret Pellham" to "Dr. Alan Reese"': the value after "to" is the new one.
+FROM_TO_QUOTED = re.compile(r"\bfrom\s+[\"“][^\"”\n]{2,120}[\"”]\s+to\s+[\"“]([^\"”\n]{2,120})[\"”]", re.IGNORECASE)
+# "put me as the instructor instead of Verna", "I ended up teaching it": the writer taught it.
+ME_AS_INSTRUCTOR = re.compile(r"\b(?:put|list|make|have|show)\s+me\s+(?:down\s+)?as\s+(?:the\s+)?(?:instructor|presenter|facilitator)\b"
+                              r"|\bI\s+(?:ended up|actually)\s+(?:teaching|presenting|leading|facilitating)\b", re.IGNORECASE)
+
+
 def new_instructor(ctx: Context, event: EventFacts) -> str | None:
     chosen = relevant(ctx, ABOUT_INSTRUCTOR)
     text = " ".join(chosen)
@@ -211,9 +219,11 @@ def new_instructor(ctx: Context, event: EventFacts) -> str | None:
     explicit = re.search(r"\bI(?:'ll| will|'m| am) be(?:ing)? the (?:instructor|presenter)\s*\(([^)]+)\)", text)
     if explicit:
         return explicit.group(1).strip()
-    listed = LISTED_AS.search(text)
+    listed = LISTED_AS.search(text) or FROM_TO_QUOTED.search(text)
     if listed:
         return listed.group(1).strip()
+    if ME_AS_INSTRUCTOR.search(text) and ctx.sender_name:
+        return ctx.sender_name
     titled = re.findall(r"\b(?:should (?:say|read|be)|to|is)\s+((?:Dr|Mr|Mrs|Ms|Prof)\.?\s+[A-Z][\w'’-]+(?:\s+[A-Z][\w'’-]+){0,2})", text)
     if titled:
         return max(titled, key=lambda name: len(name.split())).strip()

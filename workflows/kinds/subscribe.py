@@ -36,7 +36,8 @@ def read_person(ctx: Context) -> dict[str, str | None]:
     if ctx.host is not None:
         organization = ctx.host.name
     elif organization is None:
-        written = organisations_in(f"{ctx.body}\n{ctx.sign_off}")
+        # The sign-off says where the writer works; the body may name other organisations in passing.
+        written = organisations_in(ctx.sign_off) or organisations_in(ctx.body)
         organization = written[0] if written else None
     return {"name": name or None, "email": email, "organization": organization}
 

@@ -25,14 +25,19 @@ CUES: tuple[Cue, ...] = (
 )
 
 
-def _self_removal(ctx: Context) -> bool:
-    return bool(re.search(
-        r"\b(?:remove|close|deactivate|delete|disable|shut off|turn off|cancel)\b.{0,10}\b(?:my|me)\b.{0,15}\b(?:account|user|login|access|username)\b",
-        ctx.body, re.IGNORECASE))
+SELF_REMOVAL = re.compile(
+    r"\b(?:remove|close|deactivate|delete|disable|shut off|turn off|cancel)\b.{0,10}\b(?:my|me)\b.{0,15}\b(?:account|user|login|access|username)\b",
+    re.IGNORECASE)
 
 
 def extract(ctx: Context) -> Fields:
-    if _self_removal(ctx):
+    if SELF_REMOVAL.search(ctx.note):
+        return {"person": {"name": ctx.sender_name or None, "email": ctx.sender, "phone": None}}
+    forwarded_name, forwarded_address = ctx.parsed.forwarded_from
+    if forwarded_address and SELF_REMOVAL.search(ctx.body):
+        # "See below": the forwarded writer asked for their own login to go.
+        return {"person": {"name": forwarded_name or None, "email": forwarded_address, "phone": None}}
+    if SELF_REMOVAL.search(ctx.body):
         return {"person": {"name": ctx.sender_name or None, "email": ctx.sender, "phone": None}}
     person = person_in(ctx, ctx.body)
     named = users_named_in(ctx.session, ctx.host.host_id if ctx.host else None, ctx.body)
