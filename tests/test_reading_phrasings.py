@@ -93,6 +93,13 @@ def test_it_reads_counts_of_people_who_completed(reading, body: str, count: int)
     # One teacher's certificate is not a count of certificates.
     ("One of our teachers says Math Night Part 1 is not on her record. I gave her the certificate in "
      "September, so what should I tell her?", "certificate question"),
+    # A forwarded question about one teacher's record, with a count already reported in passing.
+    ("Can you help with this? She went to Math Night Part 1. We reported 30 certificates back in September.\n\n"
+     "I'm trying to renew my license and the units from Math Night don't show up on my educator profile.",
+     "Fwd: my PDUs not showing"),
+    # How the system works, not a change to an event.
+    ("Is there a way to upload events into PDUPS from a spreadsheet instead of entering them one at a time?",
+     "Bulk upload?"),
     # Counting people under an event is not asking whether an activity counts.
     ("Our course runs as a one-year event. Does it matter which one we count them under when we report?",
      "process question"),
@@ -177,6 +184,12 @@ CHANGES_ASKED_FOR = {
         "Because of a boiler failure we are moving Math Night Part 1 to the Belt School gym, Belt MT 59412.",
         "Math Night location change",
         {"location": "Belt, MT 59412"},
+    ),
+    "a title set out as a form line under the changes asked for": (
+        "Math Night Part 1 turned into a two-part family night, so two changes please:\n\n"
+        "Title: Math and Science Family Night Part 1\nHours: 4\n\nThank you",
+        "Math Night correction",
+        {"title": "Math and Science Family Night Part 1", "hours": 4},
     ),
     "a second category it should be listed under": (
         "Math Night Part 1 should also be listed under Science in addition to Mathematics, since half of it "
@@ -263,3 +276,31 @@ def test_a_host_named_in_passing_is_not_the_writers_own(reading):
                         "Teacher-Librarian, Hinsdale Public Schools\n")
     assert (read["kind"], read["host_id"]) == ("subscribe", None)
     assert read["fields"]["person"]["organization"] == "Hinsdale Public Schools"
+
+
+def test_the_request_names_its_event_better_than_an_event_mentioned_in_passing(sessions, reading):
+    with sessions() as session:
+        add_event(session, "E10003", title="Structured Literacy K-3: Fall Cohort", start_date=TODAY - dt.timedelta(days=80),
+                  end_date=TODAY - dt.timedelta(days=10))
+        add_event(session, "E10004", title="Structured Literacy K-3: Spring Cohort", start_date=TODAY + dt.timedelta(days=50),
+                  end_date=TODAY + dt.timedelta(days=120))
+        session.commit()
+    forget_registry_index()
+    read = reading("We need to delete the Structured Literacy spring class (January to March). Our trainer took a job "
+                   "out of state and we won't be running it this year. The fall cohort is done and Ann will send you "
+                   "those numbers.", subject="spring literacy class")
+    assert (read["kind"], read["event_id"]) == ("event_cancel", "E10004")
+
+
+def test_a_subject_saying_the_event_goes_online_names_which_one(sessions, reading):
+    with sessions() as session:
+        for event_id, days in (("E10003", -30), ("E10004", 25)):
+            add_event(session, event_id, title="Youth Mental Health First Aid", start_date=TODAY + dt.timedelta(days=days),
+                      end_date=TODAY + dt.timedelta(days=days))
+        session.commit()
+    forget_registry_index()
+    coming, held = TODAY + dt.timedelta(days=25), TODAY - dt.timedelta(days=30)
+    read = reading(f"Our {coming:%B %-d} Youth Mental Health First Aid class is switching to a virtual format on Zoom. "
+                   f"Please change the location to Online.\n\nI still owe you the count for the {held:%B %-d} class.",
+                   subject=f"YMHFA {coming:%B} class going virtual")
+    assert (read["event_id"], read["fields"]["changes"]) == ("E10004", {"location": "Online"})

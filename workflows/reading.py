@@ -44,6 +44,9 @@ COVER_NOTE = re.compile(
     re.IGNORECASE,
 )
 SHORT_REPLY_CHARS = 200  # "Yes, the Feb one in Butte.": a reply this short is read with the question it answers
+# The request's own sentences decide the event when they prefer one at all; only a tie among them (two
+# workshops alike in title and date) sends the matcher to the rest of the text, events mentioned in passing.
+FOCUS_LEAD = 2.0
 _SUBJECT_NOISE = re.compile(r"^\s*(?:(?:re|fw|fwd|aw|sv)\s*:\s*|\[PDU-\d+\]\s*)+", re.IGNORECASE)
 
 
@@ -216,7 +219,7 @@ def attach_event(ctx: Context, spec: KindSpec) -> None:
         # names one clearly, the whole text need not be matched at all.
         focus_mentions = join_ranges(find_dates(focus, ctx.sent_on), focus)
         in_focus = match_event(ctx.host_events, focus, focus_mentions, ctx.sent_on, spec.prefer_ended, focus, awaiting)
-        if in_focus.event is not None and in_focus.lead >= 10:
+        if in_focus.event is not None and in_focus.lead >= FOCUS_LEAD:
             ctx.event, ctx.event_how = in_focus.event, in_focus.how
             return
     found = match_event(ctx.host_events, ctx.text, ctx.mentions, ctx.sent_on, spec.prefer_ended, focus, awaiting)

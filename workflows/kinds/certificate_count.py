@@ -48,7 +48,7 @@ CUES: tuple[Cue, ...] = (
     cue(r"\b(?:can|could|would|please)\s+(?:you\s+)?record\s+(?:that|this|it|them|those|these|the (?:count|number))\b", 2.0),
     cue(rf"\b{NUMBER}\s+(?:were\s+)?(?:issued|certified|awarded)\b|\bnumbers? for\b.{{0,60}}:\s*\d{{1,4}}\b", 3.0),
     # Asking where a certificate is, or what happened to a count already reported, is not a new count.
-    cue(r"\b(?:we|already) (?:already )?(?:reported|recorded|sent) (?:the |our |that |those |a )?(?:counts?|numbers?|certificates)\b|\bwhere (?:is|are)\b|\bcan'?t find\b|\bblank certificate", -2.0),
+    cue(r"\b(?:we|already) (?:already )?(?:reported|recorded|sent|entered) (?:the |our |that |those |a |\d+ |all )?(?:counts?|numbers?|certificates)\b|\bwhere (?:is|are)\b|\bcan'?t find\b|\bblank certificate", -2.0),
     cue(rf"\b{CERT}\s+(?:already\s+)?(?:went out|were (?:already )?(?:issued|printed|given|handed out))\b.{{0,40}}\b(?:reissue|re-issue|reprint|fix|wrong|with)\b|\balready went out\b", -2.0),
     cue(r"\brecord (?:its|the|their|our|this|that) (?:count|number|total)s?\b|\brecord (?:a )?(?:0|zero)\b", 2.5),
     cue(r"\b(?:send|give|provide|email) (?:us|me) (?:a |an )?(?:list|report|export|spreadsheet)\b|\blist of (?:all )?(?:our |\w+ )?events\b", -3.0),

@@ -42,6 +42,7 @@ CUES: tuple[Cue, ...] = (
     cue(r"\b(?:fix|correct|change|update|edit)\s+(?:the|our|its|that)\s+(?:event'?s?\s+)?(?:instructor|presenter|title|description|categor(?:y|ies)|dates?|hours|location|start date|end date)\b", 2.5),
     cue(r"\binstead\b|\bnot the \d|\brather than\b", 1.0),
     cue(r"\b(?:should (?:also )?be|be|is) listed (?:under|as)\b", 2.0),
+    cue(r"\b(?:going|switching|moving|moved|switched|changing|changed)\s+(?:it\s+)?(?:to\s+)?(?:an?\s+)?(?:virtual|online|zoom)\b", 1.5),
     cue(r"\b(?:list|put|make|show)\s+(?:her|him|them|[A-Z]\w+)\s+as\s+(?:the\s+)?(?:instructor|presenter|facilitator)\b|\b(?:line|name) (?:on|for) .{0,40} should (?:say|read|be)\b|\bnew title\b|\bmake it \d", 2.5),
 )
 STANDARD_CATEGORIES = (
@@ -405,6 +406,19 @@ def _table_value(ctx: Context, event: EventFacts, key: str, cell: str, vocabular
     return {key: cell} if fold(cell) != fold(current) else {}
 
 
+CHANGES_ASKED = re.compile(r"\b(?:changes?|correct\w*|updates?|fix\w*|should (?:be|read)|please)\b", re.IGNORECASE)
+
+
+def plain_labelled(ctx: Context, label: str, current: str) -> str | None:
+    """ "Title: ..." set out under "two changes, please": a form line with a value other than the one on
+    file. A line that repeats the value on file, or nearly, only says which event is meant."""
+    value = labelled(ctx.body, label)
+    if not value or fuzz.ratio(fold(value), fold(current)) >= 90:
+        return None
+    at = ctx.body.find(value)
+    return value if CHANGES_ASKED.search(ctx.body[max(0, at - 300) : at]) else None
+
+
 def extract(ctx: Context) -> Fields:
     event = ctx.event
     if event is None:
@@ -413,7 +427,7 @@ def extract(ctx: Context) -> Fields:
     changes: dict[str, object] = {}
     tabled = tabled_changes(ctx, event, vocabulary)
     values = {
-        "title": labelled_value(ctx, "title") or new_title(ctx, event),
+        "title": labelled_value(ctx, "title") or plain_labelled(ctx, "title", event.title) or new_title(ctx, event),
         "instructor": labelled_value(ctx, "instructor", "presenter")
         or (new_instructor(ctx, event) if _about_instructor(ctx, event) else None),
         "description": new_description(ctx, event),

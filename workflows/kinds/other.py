@@ -22,7 +22,9 @@ CUES: tuple[Cue, ...] = (
     cue(r"\bbecom(?:e|ing) (?:a |an )?(?:pdu |approved )?(?:host|provider)\b|\bapply to be\b|\bprocess for us\b|\bhost applications?\b|\bapply (?:as|to become) (?:a |an )?(?:host|provider)\b", 3.0),
     cue(r"\bnew system\b|\bswitch ?over\b|\bcarry over\b|\bre-?enter (?:them|everything|our events)\b", 2.0),
     cue(r"\bhow long\b.{0,60}\bkeep\b|\brecords? retention\b|\bsign-in sheets\b", 2.0),
-    cue(r"\bnot showing up\b|\bnever (?:got|received)\b|\bgo to licensure\b", 2.0),
+    cue(r"\bnot showing up\b|\b(?:don'?t|doesn'?t|do not|does not|aren'?t|isn'?t|not) show(?:ing)? up\b|\bnever (?:got|received)\b|\bgo to licensure\b", 2.0),
+    # How the system works, rather than a change to make: "is there a way to upload events from a spreadsheet?"
+    cue(r"\bis there (?:a|any) way to\b|\b(?:bulk|mass) (?:upload|import|entry)\b|\bupload\b.{0,40}\bspreadsheet\b", 2.0),
     cue(r"\bsomething wrong\b|\bon your end\b|\bwhat'?s going on\b|\bany idea why\b", 2.0),
     cue(r"\bcomes? up (?:completely )?blank\b|\bprint(?:s|ing)? (?:out )?blank\b|\bcertificate\b.{0,60}\bblank\b", 2.5),
     cue(r"\b(?:send|give|provide|email) (?:us|me) (?:a |an )?(?:list|report|export|spreadsheet)\b|\bannual report\b|\bno export\b", 2.5),
