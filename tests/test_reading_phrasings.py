@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from tests.factories import TODAY, MailFactory, add_event, seed_registry
 from workflows.inbox import inspect
+from workflows.kinds.people import username_base
 from workflows.matching import forget_registry_index
 from workflows.parsing import parse_message
 from workflows.policy import MailboxPolicy
@@ -100,6 +101,11 @@ def test_it_reads_counts_of_people_who_completed(reading, body: str, count: int)
     # How the system works, not a change to an event.
     ("Is there a way to upload events into PDUPS from a spreadsheet instead of entering them one at a time?",
      "Bulk upload?"),
+    # A host that was made inactive asking how to come back.
+    ("We stopped hosting PDU events last spring and I believe our account was made inactive. What do we need "
+     "to do to get the account reactivated?", "Reactivating our account?"),
+    # Thanks, in a reply, for a change already made.
+    ("Thank you, that was quick! I logged in with the new email and everything looks good.", "Re: email change"),
     # Counting people under an event is not asking whether an activity counts.
     ("Our course runs as a one-year event. Does it matter which one we count them under when we report?",
      "process question"),
@@ -197,6 +203,44 @@ CHANGES_ASKED_FOR = {
         "Math Night correction",
         {"categories": ["Mathematics", "Science"]},
     ),
+    "hours said in words, against hours said in words": (
+        "For Math Night Part 1 we added a make-and-take, so it was two and a half hours instead of an hour and a half.",
+        "Math Night hours",
+        {"hours": 2.5},
+    ),
+    "hours given in minutes": (
+        "PDUPS shows 3.5 hours for Math Night Part 1, but the session was only 90 minutes. Please correct the hours.",
+        "Math Night hours",
+        {"hours": 1.5},
+    ),
+    "hours as a fraction beside clock times": (
+        "For Math Night Part 1, the hours should be 3 3/4, not 3.5. We ran 4:00 to 7:45 with no break.",
+        "Math Night hours",
+        {"hours": 3.75},
+    ),
+    "the instructor line the host says it should read": (
+        "For Math Night Part 1, Kim Ode co-led with me, so the instructor should read Ann Lee and Kim Ode.",
+        "Math Night instructor",
+        {"instructor": "Ann Lee and Kim Ode"},
+    ),
+    "who it was presented by, not the one listed": (
+        "One correction: Math Night Part 1 was presented by Dr. Pieter van der Linden from MSU, not Ann Lee. "
+        "Could you update the instructor?",
+        "Math Night instructor correction",
+        {"instructor": "Dr. Pieter van der Linden"},
+    ),
+    "a town named with its zip": (
+        "Before I print certificates for Math Night Part 1: PDUPS has it in Great Falls, but we were at the "
+        "library in Belt the whole evening (zip 59412). Can you get that fixed?",
+        "Math Night location",
+        {"location": "Belt, MT 59412"},
+    ),
+    "the categories it should just be": (
+        "Two corrections for Math Night Part 1: please remove Mathematics from the categories. It should just be "
+        "Science and Technology.",
+        "Math Night categories",
+        {"categories": ["Science", "Technology"]},
+    ),
 }
 # The writer is the instructor now: "put me as the instructor".
 CHANGES_ASKED_FOR_BY_THE_USER = {
@@ -220,10 +264,16 @@ def test_it_counts_those_who_earned_certificates_not_those_who_registered(readin
     assert read["fields"] == {"count": 41}
 
 
-def test_it_reads_a_new_end_date_given_rather_than_the_old(reading):
-    later, listed = TODAY + dt.timedelta(days=45), TODAY + dt.timedelta(days=41)
-    read = reading(f"Please change the end date of the Winter Literacy Institute: it now ends {later:%B %-d, %Y} "
-                   f"rather than {listed:%B %-d}.", subject="Winter Literacy Institute")
+# The Winter Literacy Institute runs from 40 to 41 days from now; each text moves its end to a later day.
+@pytest.mark.parametrize("template", [
+    "Please change the end date of the Winter Literacy Institute: it now ends {later:%B %-d, %Y} rather than "
+    "{listed:%B %-d}.",
+    "The Winter Literacy Institute needs to be corrected: it starts {start:%B %-d} as it shows, but it runs three "
+    "days, through {later:%A, %B %-d}, not two.",
+], ids=["rather than", "through"])
+def test_it_reads_a_new_end_date(reading, template: str):
+    start, listed, later = (TODAY + dt.timedelta(days=n) for n in (40, 41, 42))
+    read = reading(template.format(start=start, listed=listed, later=later), subject="Winter Literacy Institute correction")
     assert read["fields"]["changes"] == {"end_date": later.isoformat()}
 
 
@@ -304,3 +354,58 @@ def test_a_subject_saying_the_event_goes_online_names_which_one(sessions, readin
                    f"Please change the location to Online.\n\nI still owe you the count for the {held:%B %-d} class.",
                    subject=f"YMHFA {coming:%B} class going virtual")
     assert (read["event_id"], read["fields"]["changes"]) == ("E10004", {"location": "Online"})
+
+
+@pytest.mark.parametrize("body, subject, kind", [
+    ("Our Math Night Part 1 is moving.\n\nNew date: 12/16 (same time)\nNew location: Belt School, Belt, MT 59412\n",
+     "Math Night changes", "event_edit"),
+    ("We have decided to run the Winter Literacy Institute online. It's also moving from March 9 to March 16.",
+     "Winter institute", "event_edit"),
+    ("Our district moved to a new email system. Please change my PDUPS email to bob.smith@gfps.org.",
+     "email change", "account_update"),
+    ("Please remove Dana Ruiz (druiz@gfps.k12.mt.us) from our PDUPS account. She resigned November 25.\n\n"
+     "Thanks - and thanks for the help with the password, I'm in now.", "Remove Dana Ruiz", "user_remove"),
+])
+def test_it_reads_the_kind_of_request_however_it_is_set_out(reading, body: str, subject: str, kind: str):
+    assert reading(body, subject=subject)["kind"] == kind
+
+
+def test_it_reads_a_count_given_after_a_long_name_and_a_colon(reading):
+    read = reading("Certificate count for the GFPS Fall In-Service session Math Night Part 1 (last month): 36.\n\n"
+                   "The Literacy Night count (48) was already entered.", subject="Math Night count")
+    assert (read["kind"], read["fields"]) == ("certificate_count", {"count": 36})
+
+
+def test_it_reads_this_events_row_of_a_table_of_counts(reading):
+    table = ("<p>Here is where we stand:</p><table><tr><th>Event</th><th>Date</th><th>Certificates issued</th>"
+             "<th>Notes</th></tr><tr><td>Literacy Night</td><td>8/20/2026</td><td>38</td><td>already entered</td></tr>"
+             "<tr><td>Math Night Part 1</td><td>last month</td><td>22</td><td>please record</td></tr></table>")
+    read = reading("", subject="Certificate numbers", html=table)
+    assert (read["kind"], read["event_id"], read["fields"]) == ("certificate_count", "E10001", {"count": 22})
+
+
+def test_a_day_given_without_its_month_is_in_the_events_month(reading):
+    held = TODAY - dt.timedelta(days=20)
+    day = 14 if held.day != 14 else 13
+    read = reading(f"Sorry, I should have been clearer. Math Night Part 1 was held on Wednesday the {day}th, "
+                   f"not the {held.day}th.", subject="RE: Event correction request")
+    moved = held.replace(day=day).isoformat()
+    assert read["fields"]["changes"] == {"start_date": moved, "end_date": moved}
+
+
+
+
+def test_it_reads_the_new_account_manager_set_out_below_the_request(reading):
+    read = reading("I am retiring in December, so I'd like to hand the PDUPS account over to Trent McCaffery. "
+                   "Please make him our account manager:\n\nTrent McCaffery\ntmccaffery@gfps.k12.mt.us\n"
+                   "(406) 555-0162\n\nThank you!", subject="New account manager", sender=CONTACT)
+    assert read["fields"]["changes"] == {"contact_name": "Trent McCaffery", "contact_email": "tmccaffery@gfps.k12.mt.us",
+                                         "contact_phone": "+14065550162"}
+
+
+@pytest.mark.parametrize("name, username", [
+    ("John Doe", "JDoe"), ("Rachel Two Bulls", "RTwoBulls"), ("Mary Beth Van Wyk", "MVanWyk"),
+    ("Tomás de la Cruz", "TDeLaCruz"), ("Seán O'Brien", "SOBrien"),
+])
+def test_a_username_is_the_first_initial_and_the_family_name(name: str, username: str):
+    assert username_base(name) == username

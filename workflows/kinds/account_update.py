@@ -26,6 +26,7 @@ CUES: tuple[Cue, ...] = (
     cue(r"\baccount (?:manager|contact)\b", 1.0),
     cue(rf"\b{DETAIL}\b.{{0,30}}\b(?:has |have |is |was )?(?:changed|changing|moved)\b", 2.0),
     cue(r"\bupdate (?:it |this )?(?:on |in )?(?:my|our|the) (?:pdups |rups )?(?:account|user|profile|info\w*|record)\b", 2.0),
+    cue(r"\bchange my (?:pdups |rups )?(?:e-?mail|address|phone|number|contact)\b", 2.5),
     cue(r"\bmy new (?:e-?mail|address|phone|number)\b|\bnew e-?mail address\b|\bis now\b", 1.5),
 )
 STREET = re.compile(
@@ -62,7 +63,7 @@ def _new_phones_in(sentence: str) -> list[str]:
 
 
 def new_contact(ctx: Context) -> dict[str, str]:
-    asks = r"\bnew (?:account )?(?:manager|contact)\b|\b(?:change|update|switch)\w*\b.{0,40}\b(?:account (?:manager|contact)|contact (?:person|on file))\b|\btak(?:e|ing) over as\b|\bcontact (?:should|to) be\b|\bwill be (?:our|the) (?:new )?(?:account )?(?:manager|contact)\b"
+    asks = r"\bnew (?:account )?(?:manager|contact)\b|\b(?:change|update|switch)\w*\b.{0,40}\b(?:account (?:manager|contact)|contact (?:person|on file))\b|\btak(?:e|ing) over as\b|\bcontact (?:should|to) be\b|\bwill be (?:our|the) (?:new )?(?:account )?(?:manager|contact)\b|\bmake (?:him|her|them|[A-Z]\w+) (?:our|the) (?:new )?(?:account )?(?:manager|contact)\b|\bhand (?:the |our )?(?:pdups )?account\b.{0,80}\bover to\b"
     if not re.search(asks, ctx.body, re.IGNORECASE):
         return {}
     if re.search(r"\bI(?:'m| am| will be)\b.{0,30}\b(?:taking over|the new)\b", ctx.body, re.IGNORECASE):
@@ -88,7 +89,7 @@ def new_name(ctx: Context) -> str | None:
         quoted = re.findall(r"[\"“]([^\"”]{4,200})[\"”]", sentence)
         if quoted:
             return quoted[-1].strip(" .")
-        match = re.search(r"\b(?:(?:is|are) now(?: officially)?(?: called| known as)?|renamed(?: to)?|now called|new name is|chang(?:e|ed|ing) (?:our|the|its|their) name to)\s+(?:the\s+)?([A-Z][^.,;\n]{3,150})", sentence)
+        match = re.search(r"\b(?:(?:is|are) now(?: officially)?(?: called| known as)?|renamed(?: to)?|now called|new name is|chang(?:e|ed|ing) (?:our|the|its|their) name to)\s+(?:the\s+)?([A-Z](?:\bNo\.\s?(?=\d)|[^.,;\n]){3,150}(?:,? (?:Inc|LLC)\b\.?)?)", sentence)
         if match:
             return match.group(1).strip(" .")
     return None

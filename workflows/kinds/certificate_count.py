@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import re
 
+from rapidfuzz import fuzz
 from sqlalchemy.orm import Session
 
 from storage.enums import TicketKind
 from storage.registry import Event
-from workflows.extract import NUMBER, number_value
+from workflows.extract import NUMBER, number_value, table_rows
 from workflows.kinds.base import Context, Cue, Fields, KindSpec, Outcome, cue
+from workflows.matching import fold
 
 CERT = r"(?:certificates?|certs?|pdu certificates?)"
 PEOPLE = (r"(?:educators?|teachers?|participants?|people|attendees|staff|folks|paras|paraprofessionals|members|students|"
@@ -67,7 +69,7 @@ _COUNT_PATTERNS = (
     re.compile(rf"(?:{NONE_ISSUED})|\b(?:as|record it|enter)\s+(?:a\s+)?(?:zero|0)\b", re.IGNORECASE),
     re.compile(rf"\b(?P<n>{NUMBER})\s+(?:[a-z]+\s+){{0,3}}{CERT}\b", re.IGNORECASE),
     re.compile(rf"\b(?P<n>{NUMBER})\s+(?:were\s+)?(?:issued|certified|awarded)\b", re.IGNORECASE),
-    re.compile(r"\b(?:numbers?|counts?|totals?)\b[^.\n]{0,60}?:\s*(?P<n>\d{1,4})\b", re.IGNORECASE),
+    re.compile(r"\b(?:numbers?|counts?|totals?)\b[^.\n]{0,120}?:\s*(?P<n>\d{1,4})\b", re.IGNORECASE),
     re.compile(rf"\b{CERT}\s*(?:issued|count|total|given)?\s*[:=-]\s*(?P<n>{NUMBER})\b", re.IGNORECASE),
     re.compile(rf"\b(?:issued|gave out|awarded|handed out)\s*:?\s*(?P<n>{NUMBER})\b", re.IGNORECASE),
     re.compile(rf"\b(?P<n>{NUMBER})\s+(?:of\s+(?:our|the|their|your)\s+)?(?:\w+\s+){{0,2}}{PEOPLE}\b", re.IGNORECASE),
@@ -108,7 +110,26 @@ def _names_rather_than_counts(text: str, at: int, value: int) -> bool:
             or bool(NAMES_A_PART.search(before)))
 
 
+COUNT_HEADING = re.compile(r"\b(?:certificates?|counts?|issued|number|total)\b")
+
+
+def tabled_count(ctx: Context) -> int | None:
+    """A table of events and their counts ("Event | Date | Certificates issued"): the row of this event."""
+    if ctx.event is None:
+        return None
+    title = fold(ctx.event.title)
+    for row in table_rows(ctx.body):
+        heading = next((h for h in row if COUNT_HEADING.search(h)), None)
+        names_event = any(fuzz.partial_ratio(title, fold(cell)) >= 90 for cell in row.values() if len(cell) > 3)
+        if heading and names_event and row[heading].split():
+            return number_value(row[heading].split()[0])
+    return None
+
+
 def extract(ctx: Context) -> Fields:
+    tabled = tabled_count(ctx)
+    if tabled is not None:
+        return {"count": tabled}
     count = read_count(ctx.body) if ctx.body.strip() else None
     if count is None:
         count = read_count(ctx.subject)

@@ -10,7 +10,7 @@ from workflows.kinds.base import Context, Cue, Fields, KindSpec, cue
 NOT_COUNTING_PEOPLE = r"(?!\s+(?:them|it|those|these|him|her|us|people|participants|teachers|attendees|educators)\b)"
 UNITS = r"(?:pdus?|professional development units?|opi (?:pdu )?certificates?|certificates?|credit|renewal units?|units)"
 CUES: tuple[Cue, ...] = (
-    cue(r"\bqualif(?:y|ies|ied|ying)\b|\beligib(?:le|ility)\b|\bcount (?:for|toward|towards|as)\b|\bmeets? (?:the )?(?:requirements|standards|criteria)\b", 2.5),
+    cue(r"\bqualif(?:y|ies|ied|ying)\b|\beligib(?:le|ility)\b|(?<!certificate )(?<!certificates )\bcount (?:for|toward|towards|as)\b|\bmeets? (?:the )?(?:requirements|standards|criteria)\b", 2.5),
     cue(rf"\b(?:can|could|may|would|are|is)\s+(?:we|i|they|it|this|that|those|these|our \w+)\b.{{0,60}}\b(?:issue|give|offer|award|get|earn|receive|be (?:eligible|approved|allowed|offered|issued|awarded|accepted))\b.{{0,60}}\b{UNITS}", 3.0),
     cue(r"\barm 10\.5[57]|\ballowed\b|\bappropriate\b|\bguidance\b|\bacceptable\b", 1.5),
     cue(rf"\bdoes (?:a|an|this|that|it|our|the)\b.{{0,40}}\bcount\b{NOT_COUNTING_PEOPLE}|\b(?:pdus?|units|credit) for (?:this|that|it|those|them|these)\b", 3.0),

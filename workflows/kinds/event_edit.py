@@ -32,7 +32,7 @@ from workflows.matching import EventFacts, fold
 
 ATTRIBUTES = r"(?:title|name of (?:the|our) (?:event|workshop|session|training)|instructor|presenter|facilitator|description|categor(?:y|ies)|start date|end date|dates?|hours?|hrs|location|venue|typo|misspell\w*|spelling|spelled)"
 CUES: tuple[Cue, ...] = (
-    cue(r"\b(?:change|fix|fixes|correct|correction|corrections|update|edit|revise|swap|amend|adjust|move|moved|replace)\b", 1.0),
+    cue(r"\b(?:change|fix|fixes|fixed|correct|corrected|correction|corrections|update|updated|edit|revise|swap|amend|adjust|move|moved|replace)\b", 1.0),
     cue(rf"\b{ATTRIBUTES}\b", 1.5),
     cue(r"\bshould (?:be|read|say|have been)\b|\binstead of\b|\bentered (?:incorrectly|wrong)|\bis wrong\b|\bwrong\b|\btypo\b", 1.5),
     cue(r"\b(?:won'?t|will not|can'?t|cannot|couldn'?t) let me edit|\bcan'?t edit\b|\bpast the end date\b|\balready (?:ended|happened|passed)\b|\bedit rights\b", 1.5),
@@ -42,6 +42,9 @@ CUES: tuple[Cue, ...] = (
     cue(r"\b(?:fix|correct|change|update|edit)\s+(?:the|our|its|that)\s+(?:event'?s?\s+)?(?:instructor|presenter|title|description|categor(?:y|ies)|dates?|hours|location|start date|end date)\b", 2.5),
     cue(r"\binstead\b|\bnot the \d|\brather than\b", 1.0),
     cue(r"\b(?:should (?:also )?be|be|is) listed (?:under|as)\b", 2.0),
+    # A form of new values ("New date: 12/16", "New location: ...") or a move ("moving from March 9 to March 16")
+    cue(r"(?m)^\W*(?:new|corrected|updated|correct) (?:date|dates|location|venue|time|title|instructor|presenter|hours|start date|end date)\s*:", 2.5),
+    cue(r"\b(?:is|are|it'?s) (?:also )?moving\b|\bmoving (?:it )?from\b.{0,40}\bto\b", 2.0),
     cue(r"\b(?:going|switching|moving|moved|switched|changing|changed)\s+(?:it\s+)?(?:to\s+)?(?:an?\s+)?(?:virtual|online|zoom)\b", 1.5),
     cue(r"\b(?:list|put|make|show)\s+(?:her|him|them|[A-Z]\w+)\s+as\s+(?:the\s+)?(?:instructor|presenter|facilitator)\b|\b(?:line|name) (?:on|for) .{0,40} should (?:say|read|be)\b|\bnew title\b|\bmake it \d", 2.5),
 )
@@ -68,8 +71,8 @@ def about(keywords: str) -> re.Pattern[str]:
     return re.compile(keywords, re.IGNORECASE)
 
 
-ABOUT_HOURS = about(r"\b(?:hours?|hrs?)\b|-hour\b")
-ABOUT_DATES = about(r"\b(?:dates?|start|end|ends|ran|run|moved?|moving|postpon\w*|push(?:ed|ing)?|reschedul\w*|extend\w*|open|should be|actually|two[- ]day|instead|rather than|held|holding|ended up)\b")
+ABOUT_HOURS = about(r"\b(?:hours?|hrs?|minutes|mins)\b|-hour\b")
+ABOUT_DATES = about(r"\b(?:dates?|starts?|started|end|ends|ended|ran|runs?|moved?|moving|postpon\w*|push(?:ed|ing)?|reschedul\w*|extend\w*|open|should be|actually|two[- ]day|instead|rather than|held|holding|ended up)\b")
 ABOUT_TITLE = about(r"\b(?:title|name|typo|spell\w*|misspell\w*|should read|called|wording|listing|read)\b")
 ABOUT_INSTRUCTOR = about(r"\b(?:instructor|presenter|facilitator|taught|teaching|teach|lead|led|present\w*|speaker|name)\b")
 ABOUT_DESCRIPTION = about(r"\bdescription\b")
@@ -97,7 +100,8 @@ def _relevant_in(text: str, keywords: re.Pattern[str]) -> list[str]:
     return chosen
 
 
-_N = rf"(\d{{1,3}}(?:\.\d{{1,2}})?|{NUMBER_WORD_PATTERN})"
+# A number of hours, but not the hour of a clock time ("8:00 to 3:45", "until 3 pm").
+_N = rf"(\d{{1,3}}(?:\.\d{{1,2}})?|{NUMBER_WORD_PATTERN})(?!\s*(?::\d|[ap]\.?m\b))"
 # Tried in order: the first is the most explicit way of giving a new number of hours.
 HOURS_PATTERNS = tuple(re.compile(pattern.replace("{n}", _N), re.IGNORECASE) for pattern in (
     r"\bmake\s+(?:it|them|this|that|the hours?)\s+{n}\b",
@@ -114,8 +118,36 @@ HOURS_PATTERNS = tuple(re.compile(pattern.replace("{n}", _N), re.IGNORECASE) for
 ))
 
 
+_WORDS_OR_DIGITS = rf"(\d{{1,3}}|{NUMBER_WORD_PATTERN})"
+# Hours as people say them, rewritten as digits before the patterns above are tried.
+SPOKEN_HOURS = (
+    (re.compile(r"\b(?:an|one) hour and a half\b", re.IGNORECASE), lambda m: "1.5 hours"),
+    (re.compile(r"\bhalf an hour\b", re.IGNORECASE), lambda m: "0.5 hours"),
+    (re.compile(rf"\b{_WORDS_OR_DIGITS} and (?:a half|one half)\s+hours?\b", re.IGNORECASE),
+     lambda m: f"{_whole(m.group(1)) + Decimal('0.5')} hours"),
+    (re.compile(rf"\b{_WORDS_OR_DIGITS} and (?:a quarter|three quarters)\s+hours?\b", re.IGNORECASE),
+     lambda m: f"{_whole(m.group(1)) + (Decimal('0.75') if 'three' in m.group(0).lower() else Decimal('0.25'))} hours"),
+    (re.compile(r"\b(\d{1,2})\s+([13])/([24])\b(?!/)"), lambda m: f"{int(m.group(1)) + Decimal(m.group(2)) / Decimal(m.group(3))}"),
+    # Minutes become hours, never rounded up (1 hour = 1 PDU, and partial hours are not rounded up).
+    (re.compile(r"\b(\d{2,3})\s*(?:minutes|mins?)\b", re.IGNORECASE),
+     lambda m: f"{(Decimal(m.group(1)) / 60).quantize(Decimal('0.01'), rounding='ROUND_DOWN').normalize()} hours"),
+    (re.compile(r"\b(?:an|one) hour\b", re.IGNORECASE), lambda m: "1 hour"),
+)
+
+
+def _whole(word: str) -> Decimal:
+    return Decimal(word) if word.isdigit() else Decimal(number_value(word) or 0)
+
+
+def in_digits(text: str) -> str:
+    """ "two and a half hours", "an hour and a half", "90 minutes", "6 3/4" as 2.5, 1.5, 1.5 and 6.75."""
+    for pattern, digits in SPOKEN_HOURS:
+        text = pattern.sub(digits, text)
+    return text
+
+
 def new_hours(ctx: Context, event: EventFacts) -> Decimal | None:
-    text = " ".join(relevant(ctx, ABOUT_HOURS))
+    text = in_digits(" ".join(relevant(ctx, ABOUT_HOURS)))
     for pattern in HOURS_PATTERNS:
         for match in pattern.finditer(text):
             value = _number(match.group(1)) if match.group(1)[0].isdigit() else _number(str(number_value(match.group(1))))
@@ -130,12 +162,28 @@ LABELLED_DATES = {
     for label, key in (("start", "start_date"), ("end", "end_date"))
 }
 # Before a date: the words that give it as the new value ("should be", "moved it to"), not the old one.
+UNTIL = re.compile(r"\b(?:through|thru|until|till)\s+(?:\w+,?\s+)?$")
 GIVEN_AS_NEW = re.compile(rf"{NEW_VALUE}\s*(?:[\w,]+\s+){{0,5}}$")
 
 
+_BARE_DAY = re.compile(r"^the \d{1,2}(?:st|nd|rd|th)$", re.IGNORECASE)
+
+
+def in_events_month(mention: DateMention, event: EventFacts) -> DateMention:
+    """ "Moving it to Tuesday the 15th" of a December 8 event is December 15, whatever month the email is
+    sent in: a day given without its month is in the month the event is in."""
+    if not _BARE_DAY.match(mention.text) or mention.start.month == event.start_date.month:
+        return mention
+    try:
+        day = event.start_date.replace(day=mention.start.day)
+    except ValueError:
+        return mention
+    return DateMention(day, day, mention.at, mention.text)
+
+
 def new_dates(ctx: Context, event: EventFacts) -> dict[str, dt.date]:
-    text = " ".join(relevant(ctx, ABOUT_DATES))
-    mentions = join_ranges(find_dates(text, ctx.sent_on), text)
+    text = in_digits(" ".join(relevant(ctx, ABOUT_DATES)))  # so "6 3/4 hours" is not read as June 3 or March 4
+    mentions = [in_events_month(m, event) for m in join_ranges(find_dates(text, ctx.sent_on), text)]
     changes: dict[str, dt.date] = {}
     for key, labelled_date in LABELLED_DATES.items():
         match = labelled_date.search(text)
@@ -155,7 +203,7 @@ def _new_range(text: str, mentions: list[DateMention], event: EventFacts) -> Dat
     """The date the host wants: after "should be"/"to"/"actually", or the one not already on the event."""
     for mention in mentions:
         before = text[max(0, mention.at - 40) : mention.at].lower()
-        if GIVEN_AS_NEW.search(before) and not re.search(r"\bfrom\s*$", before):
+        if (GIVEN_AS_NEW.search(before) or UNTIL.search(before)) and not re.search(r"\bfrom\s*$", before):
             return mention
     for mention in reversed(mentions):
         after = text[mention.at + len(mention.text) : mention.at + len(mention.text) + 20].lower()
@@ -203,6 +251,10 @@ def _is_misspelling(quoted: str, title: str) -> bool:
 # 'please list the instructor as "Brett Ochsner and Celia Martínez"': the host gives the line verbatim.
 LISTED_AS = re.compile(r"\b(?:list|make|put|set|change|show)\s+(?:the\s+)?(?:instructors?|presenters?|facilitators?)\s+"
                        r"(?:as|to(?: be)?|to read)?\s*:?\s*[\"“]([^\"”\n]{3,120})[\"”]", re.IGNORECASE)
+# "the instructor should read Francine Couture and Tyson Three Irons", "was presented by Dr. X, not Y"
+SHOULD_READ = re.compile(r"\b(?:instructors?|presenters?|facilitators?)\s+(?:should|needs to|to)\s+(?:read|say|be|show)\s*:?\s*[\"“]?"
+                         r"((?:Dr\.?\s+)?[A-Z][^.,;\n\"”]{2,120}?)[\"”]?(?:[.,;\n]|$)")
+PRESENTED_BY = re.compile(r"\b(?:was|were) (?:presented|taught|led|facilitated|co-led) by\s+((?:Dr\.?\s+)?[A-Z][\w'’-]+(?:\s+(?:[A-Z][\w'’-]+|(?:van|von|der|den|de|del|la|le|da|di)\b)){1,4})")
 
 
 # 'change from "Margaret Pellham" to "Dr. Alan Reese"': the value after "to" is the new one.
@@ -220,7 +272,7 @@ def new_instructor(ctx: Context, event: EventFacts) -> str | None:
     explicit = re.search(r"\bI(?:'ll| will|'m| am) be(?:ing)? the (?:instructor|presenter)\s*\(([^)]+)\)", text)
     if explicit:
         return explicit.group(1).strip()
-    listed = LISTED_AS.search(text) or FROM_TO_QUOTED.search(text)
+    listed = LISTED_AS.search(text) or FROM_TO_QUOTED.search(text) or SHOULD_READ.search(text) or PRESENTED_BY.search(text)
     if listed:
         return listed.group(1).strip()
     if ME_AS_INSTRUCTOR.search(text) and ctx.sender_name:
@@ -295,10 +347,13 @@ def new_categories(ctx: Context, event: EventFacts, vocabulary: list[str]) -> li
     if not named:
         return None
     current = list(event.categories or [])
-    if re.search(r"\b(?:remove|take off|drop|uncheck)\b", text, re.IGNORECASE) and not re.search(r"should be", text, re.IGNORECASE):
+    if re.search(r"\b(?:remove|take off|drop|uncheck)\b", text, re.IGNORECASE) and not re.search(r"should (?:just |only |now )?be", text, re.IGNORECASE):
         result = [c for c in current if c not in named]
-    elif re.search(r"\b(?:should be|to be|change (?:it|them|the categories) to|categories (?:are|to|:))", text, re.IGNORECASE):
-        result = named
+    elif target := re.search(r"\b(?:should (?:just |only |now )?be|to be|change (?:it|them|the categories) to|categories (?:are|to|:))(.*)", text, re.IGNORECASE | re.DOTALL):
+        # "Remove Technology. It should just be CTE and Science": the list after "should be" is the whole list.
+        after = fold(target.group(1))
+        listed = sorted((match.start(), c) for c in named if (match := whole_words(fold(c)).search(after)))
+        result = [c for _, c in listed] or named  # in the order the host lists them
     elif all(c in current for c in named):
         result = named
     else:
@@ -313,6 +368,10 @@ LOCATION = re.compile(r"\b([A-Z][a-z]+(?:\s[A-Z][a-z]+){0,2}),?\s+(?:(MT|Montana
 MOVED_TOWN = re.compile(r"\bfrom\s+([A-Z][a-z]+(?: [A-Z][a-z]+)?)\s+to\s+(?:[\w' ]{0,40}?\b(?:in|at)\s+)?([A-Z][a-z]+(?: [A-Z][a-z]+)?)\b")
 
 
+# "We were at the Bison Range in Moiese the whole day (zip 59824)"
+TOWN_AND_ZIP = re.compile(r"\b(?:in|at)\s+([A-Z][a-z]+(?: [A-Z][a-z]+)?)\b[^.]{0,40}?\bzip(?: code)?\W+(\d{5})\b")
+
+
 def new_location(ctx: Context, event: EventFacts) -> str | None:
     chosen = relevant(ctx, ABOUT_LOCATION)
     text = " ".join(chosen)
@@ -320,6 +379,9 @@ def new_location(ctx: Context, event: EventFacts) -> str | None:
         return None
     places = [m for m in LOCATION.finditer(text)]
     zip_only = re.search(r"\bzip(?: code)?\b[^.]{0,30}?\b(\d{5})\b", text, re.IGNORECASE)
+    named = TOWN_AND_ZIP.search(text)
+    if not places and named and fold(named.group(1)) != fold(event.city):
+        return f"{named.group(1)}, MT {named.group(2)}"
     moved = MOVED_TOWN.search(text)
     if not places and moved and fold(moved.group(1)) == fold(event.city) and fold(moved.group(2)) != fold(event.city):
         return f"{moved.group(2)}, MT {zip_only.group(1) if zip_only else ''}".strip()
@@ -333,7 +395,7 @@ def new_location(ctx: Context, event: EventFacts) -> str | None:
     lower = re.search(r"\b(?:location|venue)\b[^.]{0,20}?\bto\s+([a-z][a-z ]{2,30}?)\s*,?\s*(?:mt\s*)?(\d{5})\b", text, re.IGNORECASE)
     if lower and fold(lower.group(1)) != fold(event.city):
         return f"{lower.group(1).strip().title()}, MT {lower.group(2)}"
-    if re.search(r"\b(?:to|was|is|be|moved?|switched|changed?|went)\b.{0,30}\b(?:online|virtual|zoom)\b", text, re.IGNORECASE) and not event.online:
+    if re.search(r"\b(?:to|was|is|be|moved?|switched|changed?|went)\b.{0,30}\b(?:online|virtual|zoom)\b|\b(?:run|hold|offer)\b.{0,60}\bonline\b", text, re.IGNORECASE) and not event.online:
         return "Online"
     return None
 

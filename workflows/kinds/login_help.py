@@ -12,6 +12,8 @@ from workflows.kinds.base import Approval, Context, Cue, Fields, KindSpec, cue
 
 CUES: tuple[Cue, ...] = (
     cue(r"\bpass ?words?\b|\bpw\b", 2.0),
+    # "thanks for the help with the password, I'm in now": solved already.
+    cue(r"\b(?:i'?m|i am|we'?re) (?:in|logged in|back in|able to log in) now\b|\bhelp with (?:the|my) password\b", -2.0),
     cue(r"\bsign(?:ed)? into\b|\b(?:tile|app|application|link|icon) (?:is |was )?(?:gone|missing)\b|\bmissing from (?:my |the )?(?:secure )?portal\b", 2.5),
     cue(r"\blog ?(?:in|on)\b(?![- ]sheets?)|\bsign(?:ing)? in\b(?![- ]sheets?)|\blocked out\b|\bcan'?t (?:get|log|sign) (?:in|on)\b|\bunable to (?:log|sign|access)\b|\bget into (?:the )?(?:portal|pdups|rups|system)", 2.0),
     cue(r"\bsecure portal\b|\bverification code\b|\breset\b|\bexpired\b|\bforgot\w*\b|\bremember my\b|\bdomain\b|\bOPI\\\\", 1.5),

@@ -12,7 +12,10 @@ CUES: tuple[Cue, ...] = (
     # Thanks for something already done is not a new request, whatever the thread was about.
     cue(r"\bthanks?(?: you)?(?: so much| very much| again)? for (?:fixing|updating|correcting|changing|removing|deleting|"
         r"adding|taking care|making (?:the|that|those) change|the quick|handling|getting)\b", 2.0),
-    cue(r"\b(?:everything|it|all|that) looks (?:right|good|correct|great) now\b|\bwe'?re all set\b", 1.5),
+    cue(r"\b(?:everything|it all|all) looks (?:right|good|correct|great)\b|\b(?:it|that) looks (?:right|good|correct|great) now\b"
+        r"|\bwe'?re all set\b|\bthat was (?:quick|fast)\b", 1.5),
+    # A host asking to be made active again: not a user, not an event.
+    cue(r"\breactivat\w*\b.{0,40}\b(?:our|the) (?:host )?account\b|\b(?:our|the) (?:host )?account\b.{0,40}\breactivat", 3.0),
     cue(r"^\W*(?:perfect|great|wonderful|awesome|got it|all set|excellent)[,!. ]+(?:thanks?|thank you)\b|\bthat'?s all we needed\b", 3.0),
     cue(r"\btransition\b(?! updates?)|\btimeline\b|\bnetwork (?:collaborative )?call\b|\bzoom link\b|\bblank certificate\b|\bnewsletter (?:article|submission)\b", 1.0),
     # Educators' own records and renewals belong to Licensure; hosts forward such questions.
