@@ -241,6 +241,29 @@ CHANGES_ASKED_FOR = {
         "Math Night categories",
         {"categories": ["Science", "Technology"]},
     ),
+    "the instructor line quoted after 'should read', with a note after it": (
+        'Math Night Part 1 needs a correction:\n\n1. Instructor should read "Ann Lee and Kim Ode" (Kim co-facilitated '
+        'the whole evening).',
+        "Correction to Math Night",
+        {"instructor": "Ann Lee and Kim Ode"},
+    ),
+    "form lines that say more than the value": (
+        'Two corrections to Math Night Part 1:\n\n- Title: please change it to "Family Math Night Part 1"\n'
+        "- Instructor: Kim Ode taught it, not Ann Lee (Ann only set up the room)\n\nDate and hours are correct.",
+        "Math Night - 2 corrections",
+        {"title": "Family Math Night Part 1", "instructor": "Kim Ode"},
+    ),
+    "the presenter named after 'was me'": (
+        "We mixed up two presenters. On Math Night Part 1 the presenter was me, Ruth Ann Galloway, not Ann Lee.",
+        "Math Night instructor fix",
+        {"instructor": "Ruth Ann Galloway"},
+    ),
+    "a town with its zip in brackets": (
+        "Math Night Part 1 was entered as Great Falls, but we ended up doing it at the library in Belt (59412). "
+        "Can you fix the location?",
+        "Math Night was in Belt",
+        {"location": "Belt, MT 59412"},
+    ),
 }
 # The writer is the instructor now: "put me as the instructor".
 CHANGES_ASKED_FOR_BY_THE_USER = {
@@ -393,19 +416,45 @@ def test_a_day_given_without_its_month_is_in_the_events_month(reading):
     assert read["fields"]["changes"] == {"start_date": moved, "end_date": moved}
 
 
+@pytest.mark.parametrize("name, username", [
+    ("John Doe", "JDoe"), ("Rachel Two Bulls", "RTwoBulls"), ("Mary Beth Van Wyk", "MVanWyk"),
+    ("Tomás de la Cruz", "TDeLaCruz"), ("Seán O'Brien", "SOBrien"), ("Mary Beth Kranz", "MKranz"),
+    ("Ruth Ann Galloway", "RGalloway"),
+])
+def test_a_username_is_the_first_initial_and_the_family_name(name: str, username: str):
+    assert username_base(name) == username
 
 
-def test_it_reads_the_new_account_manager_set_out_below_the_request(reading):
-    read = reading("I am retiring in December, so I'd like to hand the PDUPS account over to Trent McCaffery. "
-                   "Please make him our account manager:\n\nTrent McCaffery\ntmccaffery@gfps.k12.mt.us\n"
-                   "(406) 555-0162\n\nThank you!", subject="New account manager", sender=CONTACT)
+def test_it_reads_a_range_given_against_the_range_on_file(reading):
+    listed_start, listed_end = TODAY + dt.timedelta(days=40), TODAY + dt.timedelta(days=41)
+    start, end = TODAY + dt.timedelta(days=41), TODAY + dt.timedelta(days=42)
+    read = reading(f"Found a mistake: the Winter Literacy Institute is {start:%b %-d} to {end:%b %-d}, not "
+                   f"{listed_start:%b %-d} to {listed_end:%b %-d} like it says in the system. Can you fix the dates?",
+                   subject="dates wrong on the institute")
+    assert read["fields"]["changes"] == {"start_date": start.isoformat(), "end_date": end.isoformat()}
+
+
+@pytest.mark.parametrize("body, subject", [
+    ("I am retiring in December, so I'd like to hand the PDUPS account over to Trent McCaffery. Please make him our "
+     "account manager:\n\nTrent McCaffery\ntmccaffery@gfps.k12.mt.us\n(406) 555-0162\n\nThank you!", "New account manager"),
+    ("Today is my last day. Going forward, please list Trent McCaffery as the account manager for our PDUPS host "
+     "account:\n\nTrent McCaffery\nDirector of Programs\ntmccaffery@gfps.k12.mt.us\n(406) 555-0162\n\n"
+     "Our main number is unchanged.", "Change of account manager"),
+], ids=["make him our account manager", "list him as the account manager"])
+def test_it_reads_the_new_account_manager_set_out_below_the_request(reading, body: str, subject: str):
+    read = reading(body, subject=subject, sender=CONTACT)
     assert read["fields"]["changes"] == {"contact_name": "Trent McCaffery", "contact_email": "tmccaffery@gfps.k12.mt.us",
                                          "contact_phone": "+14065550162"}
 
 
-@pytest.mark.parametrize("name, username", [
-    ("John Doe", "JDoe"), ("Rachel Two Bulls", "RTwoBulls"), ("Mary Beth Van Wyk", "MVanWyk"),
-    ("Tomás de la Cruz", "TDeLaCruz"), ("Seán O'Brien", "SOBrien"),
-])
-def test_a_username_is_the_first_initial_and_the_family_name(name: str, username: str):
-    assert username_base(name) == username
+def test_an_additional_user_in_the_subject_is_a_user_to_add(reading):
+    read = reading("Our new conference chair needs her login so she can set up sessions:\n\nDana Ruiz\n"
+                   "druiz@gfps.k12.mt.us\n406-555-0199\n\nShe'll mainly be entering sessions and recording "
+                   "certificate counts.", subject="Additional PDUPS user for GFPS", sender=CONTACT)
+    assert (read["kind"], read["fields"]["person"]["name"], read["fields"]["username"]) == ("user_add", "Dana Ruiz", "DRuiz")
+
+
+def test_it_takes_the_full_name_of_a_user_to_remove_from_the_subject(reading):
+    read = reading("As Bob mentioned, his last day with us was November 30. Please deactivate his PDUPS login "
+                   "(bsmith@gfps.k12.mt.us).", subject="Deactivate Bob Smith", sender=CONTACT)
+    assert read["fields"]["person"] == {"name": "Bob Smith", "email": "bsmith@gfps.k12.mt.us", "phone": None}

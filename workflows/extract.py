@@ -120,6 +120,7 @@ _PARTICLE = r"(?:[Vv]an|[Vv]on|[Dd]e|[Dd]a|[Dd]el|[Dd]er|[Ll]a|[Ll]e|St\.?|Ã“|NÃ
 PERSON_NAME = re.compile(rf"\b(?:{_NAME_WORD})(?:\s+(?:{_PARTICLE}\s+)?(?:{_NAME_WORD})){{1,4}}\b")
 NOT_NAME_WORDS = frozenset(
     """Please Thanks Thank Hello Hi Dear Good Morning Afternoon Our The This That We Can Could Would Will Public
+    As If When Since After Before Also And But So Then Per
     Schools School District County University College Montana Secure Portal Professional Development Event
     Events User Users Account PDUPS RUPS OPI Name Email Phone Organization Center Association Council Museum
     Consortium Institute Workshop Training Session Night Part Summit Conference Course Online Monday Tuesday

@@ -201,13 +201,17 @@ def new_dates(ctx: Context, event: EventFacts) -> dict[str, dt.date]:
 
 def _new_range(text: str, mentions: list[DateMention], event: EventFacts) -> DateMention | None:
     """The date the host wants: after "should be"/"to"/"actually", or the one not already on the event."""
+    previous_end = 0
     for mention in mentions:
-        before = text[max(0, mention.at - 40) : mention.at].lower()
+        # Only the words since the date before it: the "to" of "Oct 2 to Oct 4, not Oct 1-3" is not Oct 1-3's.
+        before = text[max(previous_end, mention.at - 40) : mention.at].lower()
+        previous_end = mention.at + len(mention.text)
         if (GIVEN_AS_NEW.search(before) or UNTIL.search(before)) and not re.search(r"\bfrom\s*$", before):
             return mention
     for mention in reversed(mentions):
         after = text[mention.at + len(mention.text) : mention.at + len(mention.text) + 20].lower()
-        if "instead" in after or "rather than" in after:  # "ends May 28 rather than May 14"
+        # "ends May 28 rather than May 14", "was Oct 2 to Oct 4, not Oct 1-3"
+        if "instead" in after or "rather than" in after or re.match(r"\W*not\b", after):
             return mention
     differing = [m for m in mentions if (m.start, m.end) != (event.start_date, event.end_date)]
     return differing[-1] if len(differing) == 1 else None
@@ -222,6 +226,10 @@ def _range_changes(text: str, mention: DateMention, event: EventFacts) -> dict[s
     return {"end_date": mention.end}
 
 
+OTHER_ATTRIBUTE = re.compile(r"\b(?:instructors?|presenters?|facilitators?|location|venue|dates?|hours|description|categor(?:y|ies))\W*$",
+                             re.IGNORECASE)
+
+
 def new_title(ctx: Context, event: EventFacts) -> str | None:
     lines = [line.strip() for line in ctx.body.splitlines()]
     for n, line in enumerate(lines[:-1]):
@@ -234,6 +242,8 @@ def new_title(ctx: Context, event: EventFacts) -> str | None:
     if listing:
         return listing.group(1).strip().rstrip(".")
     for match in re.finditer(rf"{NEW_VALUE}\s*:?\s*[\"“]([^\"”\n]{{3,200}})[\"”]", text, re.IGNORECASE):
+        if OTHER_ATTRIBUTE.search(text[max(0, match.start() - 30) : match.start()]):
+            continue  # 'Instructor should read "A and B"' gives the instructor, not a title
         return match.group(1).strip()
     plain = re.search(r"\b(?:(?:change|correct|update|fix) (?:the|its|our) (?:title|name) to:?|new title (?:is|should be|will be):?|title (?:is now|should now be):?|(?:title|typo)\b[^.]{0,60}?\b(?:it )?should (?:be|read):?)\s+([^\"“\n(]{3,200}?)(?:[?!]|\.\s|\.$|$)", text, re.IGNORECASE)
     if plain:
@@ -252,8 +262,11 @@ def _is_misspelling(quoted: str, title: str) -> bool:
 LISTED_AS = re.compile(r"\b(?:list|make|put|set|change|show)\s+(?:the\s+)?(?:instructors?|presenters?|facilitators?)\s+"
                        r"(?:as|to(?: be)?|to read)?\s*:?\s*[\"“]([^\"”\n]{3,120})[\"”]", re.IGNORECASE)
 # "the instructor should read Francine Couture and Tyson Three Irons", "was presented by Dr. X, not Y"
-SHOULD_READ = re.compile(r"\b(?:instructors?|presenters?|facilitators?)\s+(?:should|needs to|to)\s+(?:read|say|be|show)\s*:?\s*[\"“]?"
-                         r"((?:Dr\.?\s+)?[A-Z][^.,;\n\"”]{2,120}?)[\"”]?(?:[.,;\n]|$)")
+SHOULD_READ = re.compile(r"\b(?i:instructors?|presenters?|facilitators?)\s+(?i:should|needs to|to)\s+(?i:read|say|be|show)\s*:?\s*"
+                         r"(?:[\"“]([^\"”\n]{2,120})[\"”]|((?:Dr\.?\s+)?[A-Z][^.,;\n\"”(]{2,120}?)\s*(?:[.,;\n(]|$))")
+# "the presenter was me, Ruth Ann Galloway, not Thérèse Baptiste"
+WAS_THE_INSTRUCTOR = re.compile(r"\b(?i:presenter|instructor|facilitator)s?\s+(?i:was|is|will be|should be)\s+(?:actually\s+)?(?:me,?\s+)?"
+                                r"((?:Dr\.?\s+)?[A-Z][\w'’-]+(?:\s+[A-Z][\w'’-]+){1,3})")
 PRESENTED_BY = re.compile(r"\b(?:was|were) (?:presented|taught|led|facilitated|co-led) by\s+((?:Dr\.?\s+)?[A-Z][\w'’-]+(?:\s+(?:[A-Z][\w'’-]+|(?:van|von|der|den|de|del|la|le|da|di)\b)){1,4})")
 
 
@@ -272,9 +285,10 @@ def new_instructor(ctx: Context, event: EventFacts) -> str | None:
     explicit = re.search(r"\bI(?:'ll| will|'m| am) be(?:ing)? the (?:instructor|presenter)\s*\(([^)]+)\)", text)
     if explicit:
         return explicit.group(1).strip()
-    listed = LISTED_AS.search(text) or FROM_TO_QUOTED.search(text) or SHOULD_READ.search(text) or PRESENTED_BY.search(text)
+    listed = (LISTED_AS.search(text) or FROM_TO_QUOTED.search(text) or SHOULD_READ.search(text)
+              or PRESENTED_BY.search(text) or WAS_THE_INSTRUCTOR.search(text))
     if listed:
-        return listed.group(1).strip()
+        return next(group for group in listed.groups() if group).strip()
     if ME_AS_INSTRUCTOR.search(text) and ctx.sender_name:
         return ctx.sender_name
     titled = re.findall(r"\b(?:should (?:say|read|be)|to|is)\s+((?:Dr|Mr|Mrs|Ms|Prof)\.?\s+[A-Z][\w'’-]+(?:\s+[A-Z][\w'’-]+){0,2})", text)
@@ -369,7 +383,7 @@ MOVED_TOWN = re.compile(r"\bfrom\s+([A-Z][a-z]+(?: [A-Z][a-z]+)?)\s+to\s+(?:[\w'
 
 
 # "We were at the Bison Range in Moiese the whole day (zip 59824)"
-TOWN_AND_ZIP = re.compile(r"\b(?:in|at)\s+([A-Z][a-z]+(?: [A-Z][a-z]+)?)\b[^.]{0,40}?\bzip(?: code)?\W+(\d{5})\b")
+TOWN_AND_ZIP = re.compile(r"\b(?:in|at)\s+([A-Z][a-z]+(?: [A-Z][a-z]+)?)\b(?:[^.]{0,40}?\bzip(?: code)?\W+|\s*\()(\d{5})\b")
 
 
 def new_location(ctx: Context, event: EventFacts) -> str | None:
@@ -473,12 +487,24 @@ CHANGES_ASKED = re.compile(r"\b(?:changes?|correct\w*|updates?|fix\w*|should (?:
 
 def plain_labelled(ctx: Context, label: str, current: str) -> str | None:
     """ "Title: ..." set out under "two changes, please": a form line with a value other than the one on
-    file. A line that repeats the value on file, or nearly, only says which event is meant."""
-    value = labelled(ctx.body, label)
-    if not value or fuzz.ratio(fold(value), fold(current)) >= 90:
+    file. A line that repeats the value on file, or nearly, only says which event is meant. A line that
+    says more ('Title: please change it to "..."') gives its quoted value."""
+    line = labelled(ctx.body, label)
+    if not line:
         return None
-    at = ctx.body.find(value)
-    return value if CHANGES_ASKED.search(ctx.body[max(0, at - 300) : at]) else None
+    quoted = _QUOTED.search(line)
+    value = quoted.group(1).strip() if quoted else line
+    if fuzz.ratio(fold(value), fold(current)) >= 90:
+        return None
+    at = ctx.body.find(line)
+    return value if CHANGES_ASKED.search(ctx.body[max(0, at - 300) : at + len(line)]) else None
+
+
+def labelled_person(ctx: Context, label: str, current: str) -> str | None:
+    """ "Instructor: Kara Lindstrom taught it, not Bryce McCandless": the first name on the line."""
+    line = plain_labelled(ctx, label, current)
+    names = person_names(line) if line else []
+    return names[0] if names and fuzz.ratio(fold(names[0]), fold(current)) < 90 else line
 
 
 def extract(ctx: Context) -> Fields:
@@ -490,7 +516,7 @@ def extract(ctx: Context) -> Fields:
     tabled = tabled_changes(ctx, event, vocabulary)
     values = {
         "title": labelled_value(ctx, "title") or plain_labelled(ctx, "title", event.title) or new_title(ctx, event),
-        "instructor": labelled_value(ctx, "instructor", "presenter")
+        "instructor": labelled_value(ctx, "instructor", "presenter") or labelled_person(ctx, "instructor", event.instructor)
         or (new_instructor(ctx, event) if _about_instructor(ctx, event) else None),
         "description": new_description(ctx, event),
         "categories": new_categories(ctx, event, vocabulary),

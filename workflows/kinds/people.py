@@ -38,19 +38,23 @@ def username_taken(session: Session, username: str) -> bool:
 
 # Words that begin a family name: "Mary Beth Van Wyk" is MVanWyk, "Tomás de la Cruz" is TDeLaCruz.
 SURNAME_PARTICLES = frozenset("van von de del della der den la le da di du st".split())
+# Second given names of the usual double ones (Mary Beth, Ruth Ann): part of the first name, not the last.
+SECOND_GIVEN_NAMES = frozenset("ann anne beth jo lee lynn marie sue kay jean jane mae rose louise ellen".split())
 
 
 def username_base(full_name: str) -> str:
     """John Doe → JDoe: the first initial and the last name, in ASCII letters.
 
-    Every word after the first belongs to the last name (Rachel Two Bulls is RTwoBulls), except that a
-    two-word given name ends where a surname particle begins (Mary Beth Van Wyk is MVanWyk).
+    Every word after the first belongs to the last name (Rachel Two Bulls is RTwoBulls), except the second
+    of a usual double given name (Mary Beth Kranz is MKranz) and any word before a surname particle (Mary
+    Beth Van Wyk is MVanWyk).
     """
     words = [w for w in re.split(r"\s+", full_name.strip()) if w]
     if not words:
         return ""
     particle = next((n for n, w in enumerate(words[1:], 1) if w.lower().strip(".") in SURNAME_PARTICLES), None)
-    family = words[particle:] if particle is not None else words[1:]
+    given = 2 if len(words) > 2 and words[1].lower() in SECOND_GIVEN_NAMES else 1
+    family = words[particle:] if particle is not None else words[given:]
     first, last = words[0], "".join(w[0].upper() + w[1:] for w in family)
     return ascii_letters(first)[:1].upper() + ascii_letters(last)
 

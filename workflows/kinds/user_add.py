@@ -19,8 +19,8 @@ from workflows.matching import forget_registry_index
 ACCESS = r"(?:user(?:name)?|login|log-in|log in|account|access|credentials)"
 CUES: tuple[Cue, ...] = (
     cue(rf"\b(?:add|set up|setup|set \w+ up|create|give|grant|get)\b.{{0,80}}\b(?:as (?:a|an) (?:new )?user|{ACCESS})\b", 3.0),
-    cue(r"\bnew user\b|\badditional user\b|\bown (?:pdups |rups )?(?:login|username|account)\b", 2.5),
-    cue(r"\b(?:request|need|needs|want|like)\w*\s+(?:a|an|another)\s+(?:new\s+)?(?:pdups\s+|rups\s+)?(?:user(?:name)?|login|log-in|account)\b|\banother (?:pdups |rups )?(?:login|user)\b", 3.0),
+    cue(r"\b(?:new|additional|another|second) (?:pdups |rups )?user\b|\bown (?:pdups |rups )?(?:login|username|account)\b", 2.5),
+    cue(r"\b(?:request|need|needs|want|like)\w*\s+(?:a|an|another|her|his|their)\s+(?:own\s+)?(?:new\s+)?(?:pdups\s+|rups\s+)?(?:user(?:name)?|login|log-in|account)\b|\banother (?:pdups |rups )?(?:login|user)\b", 3.0),
     cue(r"\b(?:will be|help(?:ing)?|to help|take over|taking over)\b.{0,40}\b(?:enter(?:ing)?|record(?:ing)?|manag(?:e|ing))\b.{0,30}\b(?:events?|certificates?|counts?)", 2.0),
     cue(r"\bset (?:her|him|them) up\b|\bnew (?:staff member|hire|employee|coordinator|assistant)\b", 1.5),
     cue(r"\bas (?:a|an) (?:new )?user\b|\bput\b.{1,40}\bon as\b|\bset\b.{1,40}?\bup with\b.{0,30}\b(?:login|user|account|access|username)", 3.0),

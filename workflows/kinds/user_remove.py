@@ -40,7 +40,8 @@ def extract(ctx: Context) -> Fields:
     if SELF_REMOVAL.search(ctx.body):
         return {"person": {"name": ctx.sender_name or None, "email": ctx.sender, "phone": None}}
     person = person_in(ctx, ctx.body)
-    named = users_named_in(ctx.session, ctx.host.host_id if ctx.host else None, ctx.body)
+    # "Deactivate Kristin Moberg" as the subject, "As Kristin mentioned, ..." in the body.
+    named = users_named_in(ctx.session, ctx.host.host_id if ctx.host else None, f"{ctx.subject}\n{ctx.body}")
     if named and (not person["name"] or person["name"] not in named):
         person["name"] = named[0]
     person["phone"] = None
