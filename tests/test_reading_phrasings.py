@@ -106,6 +106,9 @@ def test_it_reads_counts_of_people_who_completed(reading, body: str, count: int)
      "to do to get the account reactivated?", "Reactivating our account?"),
     # Thanks, in a reply, for a change already made.
     ("Thank you, that was quick! I logged in with the new email and everything looks good.", "Re: email change"),
+    # How certificates are signed is a question about the process.
+    ("For our field courses the instructors are away for days afterward. Can the Section IV verification be a "
+     "digital signature, and does it have to be the instructor who signs?", "Question about certificate signatures"),
     # Counting people under an event is not asking whether an activity counts.
     ("Our course runs as a one-year event. Does it matter which one we count them under when we report?",
      "process question"),
@@ -262,6 +265,36 @@ CHANGES_ASKED_FOR = {
         "Math Night Part 1 was entered as Great Falls, but we ended up doing it at the library in Belt (59412). "
         "Can you fix the location?",
         "Math Night was in Belt",
+        {"location": "Belt, MT 59412"},
+    ),
+    "someone stepping in as the instructor, and fewer hours": (
+        "Two changes for Math Night Part 1:\n\n- Ann can't lead it after all. Jesse Ruiz from the Belt Library is "
+        "stepping in as the instructor.\n- We're cutting it to 3 hours because of the early sunset.",
+        "Math Night changes",
+        {"instructor": "Jesse Ruiz", "hours": 3},
+    ),
+    "a rename from one quoted title to another": (
+        'Please rename our "Math Night Part 1" to "Family Math Night: Fractions". Nothing else changes.',
+        "Rename Math Night",
+        {"title": "Family Math Night: Fractions"},
+    ),
+    "the title it should be titled": (
+        'One fix: the Math Night Part 1 we held should be titled "Family Math Night: Fractions and Games" '
+        "(the presenter asked for the full name).",
+        "Math Night fix",
+        {"title": "Family Math Night: Fractions and Games"},
+    ),
+    "a new description set out after its label": (
+        "Could you update the description for our Math Night Part 1? We reworked it. New description:\n\n"
+        "An evening of fraction games for families, with take-home kits aligned to the Montana math standards.\n\n"
+        "Thanks!",
+        "Updated description",
+        {"description": "An evening of fraction games for families, with take-home kits aligned to the Montana math "
+                        "standards."},
+    ),
+    "a move between towns with the zip after a venue": (
+        "Math Night Part 1 is moving from Great Falls to Belt (Belt Library), 59412. Same date and agenda.",
+        "Location change",
         {"location": "Belt, MT 59412"},
     ),
 }
@@ -458,3 +491,16 @@ def test_it_takes_the_full_name_of_a_user_to_remove_from_the_subject(reading):
     read = reading("As Bob mentioned, his last day with us was November 30. Please deactivate his PDUPS login "
                    "(bsmith@gfps.k12.mt.us).", subject="Deactivate Bob Smith", sender=CONTACT)
     assert read["fields"]["person"] == {"name": "Bob Smith", "email": "bsmith@gfps.k12.mt.us", "phone": None}
+
+
+def test_it_reads_a_name_the_host_will_now_be_known_by(reading):
+    read = reading("At its November meeting the board approved a change to our organization's name. Great Falls Public "
+                   "Schools will now be known as Great Falls Unified Schools, since we now serve more towns.\n\n"
+                   "Please update our host name in PDUPS.", subject="Host name change", sender=CONTACT)
+    assert read["fields"]["changes"] == {"name": "Great Falls Unified Schools"}
+
+
+def test_it_reads_the_contact_phone_the_host_names_as_such(reading):
+    read = reading("My direct line has changed. Please update the contact phone on our account to (406) 555-0538. "
+                   "The main line, (406) 555-0100, has not changed.", subject="Updated contact phone", sender=USER)
+    assert read["fields"]["changes"] == {"contact_phone": "+14065550538"}

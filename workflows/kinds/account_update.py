@@ -84,12 +84,12 @@ def new_name(ctx: Context) -> str | None:
     if below:
         return below.group(1).strip(" .")
     for sentence in sentences(ctx.body):
-        if not re.search(r"\bname\b|\b(?:is|are) now\b|\brenamed\b|\bnow called\b|\bofficially\b", sentence, re.IGNORECASE):
+        if not re.search(r"\bname\b|\b(?:is|are) now\b|\brenamed\b|\bnow called\b|\bknown as\b|\bofficially\b", sentence, re.IGNORECASE):
             continue
         quoted = re.findall(r"[\"“]([^\"”]{4,200})[\"”]", sentence)
         if quoted:
             return quoted[-1].strip(" .")
-        match = re.search(r"\b(?:(?:is|are) now(?: officially)?(?: called| known as)?|renamed(?: to)?|now called|new name is|chang(?:e|ed|ing) (?:our|the|its|their) name to)\s+(?:the\s+)?([A-Z](?:\bNo\.\s?(?=\d)|[^.,;\n]){3,150}(?:,? (?:Inc|LLC)\b\.?)?)", sentence)
+        match = re.search(r"\b(?:(?:is|are) now(?: officially)?(?: called| known as)?|renamed(?: to)?|now called|new name is|(?:will (?:now )?be|is now|are now) (?:known as|called)|chang(?:e|ed|ing) (?:our|the|its|their) name to)\s+(?:the\s+)?([A-Z](?:\bNo\.\s?(?=\d)|[^.,;\n]){3,150}(?:,? (?:Inc|LLC)\b\.?)?)", sentence)
         if match:
             return match.group(1).strip(" .")
     return None
@@ -114,7 +114,8 @@ def new_phone(ctx: Context) -> tuple[str, str] | None:
             continue
         personal = re.search(r"\bmy (?:new )?(?:direct |cell |office |contact |work )?(?:office )?(?:phone|number|line|cell)\b|\bfor me\b",
                              sentence, re.IGNORECASE)
-        field = "contact_phone" if personal and _writer_is_contact(ctx) else "phone"
+        named_contact = re.search(r"\bcontact(?:'s)? (?:phone|number|line)\b", sentence, re.IGNORECASE)
+        field = "contact_phone" if named_contact or (personal and _writer_is_contact(ctx)) else "phone"
         return field, phones[0]
     return None
 

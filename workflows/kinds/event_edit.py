@@ -32,7 +32,8 @@ from workflows.matching import EventFacts, fold
 
 ATTRIBUTES = r"(?:title|name of (?:the|our) (?:event|workshop|session|training)|instructor|presenter|facilitator|description|categor(?:y|ies)|start date|end date|dates?|hours?|hrs|location|venue|typo|misspell\w*|spelling|spelled)"
 CUES: tuple[Cue, ...] = (
-    cue(r"\b(?:change|fix|fixes|fixed|correct|corrected|correction|corrections|update|updated|edit|revise|swap|amend|adjust|move|moved|replace)\b", 1.0),
+    cue(r"\b(?:change|changes|fix|fixes|fixed|correct|corrected|correction|corrections|update|updated|edit|revise|swap|amend|adjust|move|moved|replace)\b", 1.0),
+    cue(r"\brenam(?:e|ed|ing)\b.{0,80}\bto\b", 2.5),
     cue(rf"\b{ATTRIBUTES}\b", 1.5),
     cue(r"\bshould (?:be|read|say|have been)\b|\binstead of\b|\bentered (?:incorrectly|wrong)|\bis wrong\b|\bwrong\b|\btypo\b", 1.5),
     cue(r"\b(?:won'?t|will not|can'?t|cannot|couldn'?t) let me edit|\bcan'?t edit\b|\bpast the end date\b|\balready (?:ended|happened|passed)\b|\bedit rights\b", 1.5),
@@ -77,7 +78,7 @@ ABOUT_TITLE = about(r"\b(?:title|name|typo|spell\w*|misspell\w*|should read|call
 ABOUT_INSTRUCTOR = about(r"\b(?:instructor|presenter|facilitator|taught|teaching|teach|lead|led|present\w*|speaker|name)\b")
 ABOUT_DESCRIPTION = about(r"\bdescription\b")
 ABOUT_CATEGORIES = about(r"\bcategor(?:y|ies)\b|\blisted (?:under|as)\b|\bunder (?:the )?[A-Z][\w ]{2,40} (?:category|strand)\b")
-ABOUT_LOCATION = about(r"\b(?:location|venue|moved it|mov(?:e|ed|es|ing)\b.{0,60}\bto the|relocat\w*|held (?:it )?(?:at|in)|online|virtual|zoom|in[- ]person|place|zip)\b")
+ABOUT_LOCATION = about(r"\b(?:location|venue|moved it|mov(?:e|ed|es|ing)\b.{0,60}\bto the|mov(?:e|ed|es|ing)\s+(?:it\s+)?from\b|relocat\w*|held (?:it )?(?:at|in)|online|virtual|zoom|in[- ]person|place|zip)\b")
 
 
 def relevant(ctx: Context, keywords: re.Pattern[str]) -> list[str]:
@@ -230,6 +231,14 @@ OTHER_ATTRIBUTE = re.compile(r"\b(?:instructors?|presenters?|facilitators?|locat
                              re.IGNORECASE)
 
 
+# 'Please rename our February 10 "Follow-up Session" to "Repairing Harm Conferences"'
+RENAME_QUOTED = re.compile(r"\brenam(?:e|ing)\b[^\"“\n]{0,80}[\"“][^\"”\n]{2,200}[\"”]\s+to\s+[\"“]([^\"”\n]{3,200})[\"”]", re.IGNORECASE)
+
+
+# 'should be titled "Agricultural Literacy in the K-8 Classroom: Soil to Sandwich"'
+TITLED_QUOTED = re.compile(r"\b(?:should be|be|is now|to be|will be) (?:titled|called|named|listed as)\s*:?\s*[\"“]([^\"”\n]{3,200})[\"”]", re.IGNORECASE)
+
+
 def new_title(ctx: Context, event: EventFacts) -> str | None:
     lines = [line.strip() for line in ctx.body.splitlines()]
     for n, line in enumerate(lines[:-1]):
@@ -238,6 +247,9 @@ def new_title(ctx: Context, event: EventFacts) -> str | None:
             if following and len(following) < 200:
                 return following.strip(" \"“”'")
     text = " ".join(relevant(ctx, ABOUT_TITLE))
+    renamed = RENAME_QUOTED.search(ctx.body) or TITLED_QUOTED.search(ctx.body)
+    if renamed:
+        return renamed.group(1).strip()
     listing = re.search(r"\b(?:could|can|should|would) (?:the|it|its|our) (?:listing|title|name|event|session) (?:read|say|be)\s*:?\s*[\"“]([^\"”\n]{3,200})[\"”]", text, re.IGNORECASE)
     if listing:
         return listing.group(1).strip().rstrip(".")
@@ -264,6 +276,9 @@ LISTED_AS = re.compile(r"\b(?:list|make|put|set|change|show)\s+(?:the\s+)?(?:ins
 # "the instructor should read Francine Couture and Tyson Three Irons", "was presented by Dr. X, not Y"
 SHOULD_READ = re.compile(r"\b(?i:instructors?|presenters?|facilitators?)\s+(?i:should|needs to|to)\s+(?i:read|say|be|show)\s*:?\s*"
                          r"(?:[\"“]([^\"”\n]{2,120})[\"”]|((?:Dr\.?\s+)?[A-Z][^.,;\n\"”(]{2,120}?)\s*(?:[.,;\n(]|$))")
+# "Jesse Ruiz from the Bitter Root Water Forum is stepping in as the instructor"
+STEPPING_IN = re.compile(r"((?:Dr\.?\s+)?[A-Z][\w'’-]+(?:\s+[A-Z][\w'’-]+){1,3})(?:,?\s+(?:from|of)\s+[^.,;]{3,60}?)?,?\s+"
+                         r"(?:is|will be|'s)\s+(?:stepping in|filling in|taking over|subbing)\s+(?:as|for)\s+(?:the\s+)?(?:instructor|presenter|facilitator)")
 # "the presenter was me, Ruth Ann Galloway, not Thérèse Baptiste"
 WAS_THE_INSTRUCTOR = re.compile(r"\b(?i:presenter|instructor|facilitator)s?\s+(?i:was|is|will be|should be)\s+(?:actually\s+)?(?:me,?\s+)?"
                                 r"((?:Dr\.?\s+)?[A-Z][\w'’-]+(?:\s+[A-Z][\w'’-]+){1,3})")
@@ -286,7 +301,7 @@ def new_instructor(ctx: Context, event: EventFacts) -> str | None:
     if explicit:
         return explicit.group(1).strip()
     listed = (LISTED_AS.search(text) or FROM_TO_QUOTED.search(text) or SHOULD_READ.search(text)
-              or PRESENTED_BY.search(text) or WAS_THE_INSTRUCTOR.search(text))
+              or PRESENTED_BY.search(text) or WAS_THE_INSTRUCTOR.search(text) or STEPPING_IN.search(text))
     if listed:
         return next(group for group in listed.groups() if group).strip()
     if ME_AS_INSTRUCTOR.search(text) and ctx.sender_name:
@@ -326,10 +341,18 @@ def _is_an_institution(name: str) -> bool:
     return bool(re.search(r"\b(?:Schools?|University|College|District|Center|Museum|Association)\b", name))
 
 
+# "New description:" with the new text on the lines below, up to a blank line.
+NEW_DESCRIPTION = re.compile(r"\b(?:new|updated|corrected) description\s*:\s*\n*(.{20,2000}?)(?:\n\s*\n|$)",
+                             re.IGNORECASE | re.DOTALL)
+
+
 def new_description(ctx: Context, event: EventFacts) -> str | None:
     text = " ".join(relevant(ctx, ABOUT_DESCRIPTION))
     if not text:
         return None
+    given = NEW_DESCRIPTION.search(ctx.body)
+    if given:
+        return " ".join(given.group(1).split())
     quoted = [q.strip() for q in re.findall(r"[\"“]([^\"”]{20,2000})[\"”]", ctx.body)]
     quoted = [q for q in quoted if fuzz.ratio(fold(q), fold(event.description)) < 95]
     if quoted:
@@ -398,7 +421,10 @@ def new_location(ctx: Context, event: EventFacts) -> str | None:
         return f"{named.group(1)}, MT {named.group(2)}"
     moved = MOVED_TOWN.search(text)
     if not places and moved and fold(moved.group(1)) == fold(event.city) and fold(moved.group(2)) != fold(event.city):
-        return f"{moved.group(2)}, MT {zip_only.group(1) if zip_only else ''}".strip()
+        # "from Helena to Great Falls (Heritage Inn), 59401": a Montana zip soon after the town is its zip
+        near = re.search(r"\b(59\d{3})\b", text[moved.end() : moved.end() + 40])
+        zip_code = zip_only.group(1) if zip_only else near.group(1) if near else ""
+        return f"{moved.group(2)}, MT {zip_code}".strip()
     if not places and zip_only and zip_only.group(1) != event.zip and event.city:
         return f"{event.city}, {event.state or 'MT'} {zip_only.group(1)}"
     for match in reversed(places):

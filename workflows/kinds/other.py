@@ -14,6 +14,9 @@ CUES: tuple[Cue, ...] = (
         r"adding|taking care|making (?:the|that|those) change|the quick|handling|getting)\b", 2.0),
     cue(r"\b(?:everything|it all|all) looks (?:right|good|correct|great)\b|\b(?:it|that) looks (?:right|good|correct|great) now\b"
         r"|\bwe'?re all set\b|\bthat was (?:quick|fast)\b", 1.5),
+    # How certificates are signed and verified is a question about the process, not a change to an event.
+    cue(r"\b(?:digital|electronic|e-)\s*signatures?\b|\bsection iv\b", 2.5),
+    cue(r"\bwho (?:signs|has to sign|can sign|should sign)\b|\bhave to be the (?:instructor|presenter) who\b", 1.5),
     # A host asking to be made active again: not a user, not an event.
     cue(r"\breactivat\w*\b.{0,40}\b(?:our|the) (?:host )?account\b|\b(?:our|the) (?:host )?account\b.{0,40}\breactivat", 3.0),
     cue(r"^\W*(?:perfect|great|wonderful|awesome|got it|all set|excellent)[,!. ]+(?:thanks?|thank you)\b|\bthat'?s all we needed\b", 3.0),
