@@ -106,6 +106,11 @@ def test_it_reads_counts_of_people_who_completed(reading, body: str, count: int)
      "to do to get the account reactivated?", "Reactivating our account?"),
     # Thanks, in a reply, for a change already made.
     ("Thank you, that was quick! I logged in with the new email and everything looks good.", "Re: email change"),
+    # The certificate's design, or a copy for a teacher who lost hers.
+    ("We're redesigning our certificate template for 2027. Is it allowed to include the OPI logo?",
+     "Question re: certificate branding"),
+    ("A teacher who attended Math Night Part 1 in February 2026 has lost her certificate. Can I reissue her one "
+     "even though our account is inactive?", "old certificate question"),
     # How certificates are signed is a question about the process.
     ("For our field courses the instructors are away for days afterward. Can the Section IV verification be a "
      "digital signature, and does it have to be the instructor who signs?", "Question about certificate signatures"),
@@ -297,9 +302,26 @@ CHANGES_ASKED_FOR = {
         "Location change",
         {"location": "Belt, MT 59412"},
     ),
+    "a numbered form line and hours beside a clock time ending in :30": (
+        "Two updates for Math Night Part 1:\n\n1. New title: Family Math Night: Fractions\n2. The hours should be 3, "
+        "not 3.5 - we ran 8:00 to 11:30.",
+        "Math Night updates",
+        {"title": "Family Math Night: Fractions", "hours": 3},
+    ),
+    "a description to replace the old with": (
+        "For Math Night Part 1 please replace the description with: An evening of fraction games for families, with "
+        "take-home kits.\n\nThanks",
+        "Math Night description",
+        {"description": "An evening of fraction games for families, with take-home kits."},
+    ),
 }
 # The writer is the instructor now: "put me as the instructor".
 CHANGES_ASKED_FOR_BY_THE_USER = {
+    "I'll be the instructor": (
+        "Two updates for Math Night Part 1: I'll be the instructor - Ann has a conflict that day.",
+        "Math Night updates",
+        {"instructor": "Bob Smith"},
+    ),
     "the writer as the instructor": (
         "For Math Night Part 1, can you put me as the instructor instead of Ann? Ann was going to teach it but "
         "I ended up doing it.",
@@ -413,6 +435,7 @@ def test_a_subject_saying_the_event_goes_online_names_which_one(sessions, readin
 
 
 @pytest.mark.parametrize("body, subject, kind", [
+    ("It keeps saying my username doesn't exist. I tried BSmith and OPI\\BSmith.", "Can't log in", "login_help"),
     ("Our Math Night Part 1 is moving.\n\nNew date: 12/16 (same time)\nNew location: Belt School, Belt, MT 59412\n",
      "Math Night changes", "event_edit"),
     ("We have decided to run the Winter Literacy Institute online. It's also moving from March 9 to March 16.",
@@ -473,7 +496,9 @@ def test_it_reads_a_range_given_against_the_range_on_file(reading):
     ("Today is my last day. Going forward, please list Trent McCaffery as the account manager for our PDUPS host "
      "account:\n\nTrent McCaffery\nDirector of Programs\ntmccaffery@gfps.k12.mt.us\n(406) 555-0162\n\n"
      "Our main number is unchanged.", "Change of account manager"),
-], ids=["make him our account manager", "list him as the account manager"])
+    ("I'm retiring. Starting now, please make Trent McCaffery the account manager for Great Falls Public Schools.\n\n"
+     "His information:\nTrent McCaffery\ntmccaffery@gfps.k12.mt.us\n(406) 555-0162 (new direct line)", "New account contact"),
+], ids=["make him our account manager", "list him as the account manager", "make a full name the account manager"])
 def test_it_reads_the_new_account_manager_set_out_below_the_request(reading, body: str, subject: str):
     read = reading(body, subject=subject, sender=CONTACT)
     assert read["fields"]["changes"] == {"contact_name": "Trent McCaffery", "contact_email": "tmccaffery@gfps.k12.mt.us",
@@ -504,3 +529,9 @@ def test_it_reads_the_contact_phone_the_host_names_as_such(reading):
     read = reading("My direct line has changed. Please update the contact phone on our account to (406) 555-0538. "
                    "The main line, (406) 555-0100, has not changed.", subject="Updated contact phone", sender=USER)
     assert read["fields"]["changes"] == {"contact_phone": "+14065550538"}
+
+
+def test_it_reads_a_count_spelled_out_and_then_given_in_digits(reading):
+    read = reading("Attached is our reporting form for Math Night Part 1. We issued thirty-one (31) certificates.",
+                   subject="Certificate reporting form")
+    assert (read["kind"], read["fields"]) == ("certificate_count", {"count": 31})

@@ -170,7 +170,7 @@ def labelled(text: str, *labels: str) -> str | None:
 
 @functools.lru_cache(maxsize=256)  # each caller asks for its own few labels, always the same ones
 def label_pattern(labels: tuple[str, ...]) -> re.Pattern[str]:
-    return re.compile(rf"^[ \t]*(?:[-*•][ \t]*)?(?:{'|'.join(labels)})[ \t]*[:|]+[ \t]*\|?[ \t]*(.+?)[ \t]*$",
+    return re.compile(rf"^[ \t]*(?:(?:[-*•]|\d{{1,2}}[.)])[ \t]*)?(?:{'|'.join(labels)})[ \t]*[:|]+[ \t]*\|?[ \t]*(.+?)[ \t]*$",
                       re.IGNORECASE | re.MULTILINE)
 
 

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from storage.enums import TicketKind
 from storage.registry import Event
-from workflows.extract import NUMBER, number_value, table_rows
+from workflows.extract import NUMBER, NUMBER_WORD_PATTERN, number_value, table_rows
 from workflows.kinds.base import Context, Cue, Fields, KindSpec, Outcome, cue
 from workflows.matching import fold
 
@@ -33,9 +33,10 @@ NONE_ISSUED = (
 TAKE_UP = r"(?:request\w*|ask\w* for|get|got|gotten|receiv\w*|earn\w*|claim\w*|download\w*|complet\w*|finish\w*)"
 
 CUES: tuple[Cue, ...] = (
-    cue(rf"\b{NUMBER}\s+(?:\w+\s+){{0,3}}{CERT}\b", 3.0),
+    # "thirty-one (31) certificates"; a year ("in February 2026 has lost her certificate") is not a count.
+    cue(rf"\b(?!(?:19|20)\d\d\b){NUMBER}\s+(?:\(\d+\)\s+)?(?:\w+\s+){{0,3}}{CERT}\b", 3.0),
     cue(rf"\b{CERT}\s+(?:were\s+|was\s+)?(?:issued|given|awarded|distributed|handed out|earned)", 2.5),
-    cue(rf"\b(?:issued|gave out|gave|awarded|handed out|distributed)\s+(?:\w+\s+){{0,4}}{CERT}", 2.5),
+    cue(rf"\b(?:issued|gave out|gave|awarded|handed out|distributed)\s+(?:[\w()-]+\s+){{0,4}}{CERT}", 2.5),
     cue(rf"\b(?:received|earned|got|receive)\s+(?:their|a|the|an|our)?\s*(?:opi\s+)?(?:pdu\s+)?{CERT}", 2.5),
     cue(rf"\b(?:{CERT}\s*(?:count|number|total)s?|number of {CERT}|{CERT} issued)", 2.0),
     cue(rf"\b{NUMBER}\s+{PEOPLE}\b.{{0,60}}\b(?:completed|attended|received|earned|finished)", 1.5),
@@ -79,8 +80,12 @@ _COUNT_PATTERNS = (
 )
 
 
+SPELLED_THEN_DIGITS = re.compile(rf"\b{NUMBER_WORD_PATTERN}\s*\((\d{{1,4}})\)", re.IGNORECASE)
+
+
 def read_count(text: str) -> int | None:
     """The number of certificates, written as digits or words; 0 when the host says none were issued."""
+    text = SPELLED_THEN_DIGITS.sub(r"\1", text)  # "thirty-one (31)" once, as the digits
     for pattern in _COUNT_PATTERNS:
         for match in pattern.finditer(text):
             raw = match.groupdict().get("n")

@@ -102,7 +102,7 @@ def _relevant_in(text: str, keywords: re.Pattern[str]) -> list[str]:
 
 
 # A number of hours, but not the hour of a clock time ("8:00 to 3:45", "until 3 pm").
-_N = rf"(\d{{1,3}}(?:\.\d{{1,2}})?|{NUMBER_WORD_PATTERN})(?!\s*(?::\d|[ap]\.?m\b))"
+_N = rf"(\d{{1,3}}(?:\.\d{{1,2}})?(?!\d|\.\d)|{NUMBER_WORD_PATTERN})(?!\s*(?::\d|[ap]\.?m\b))"
 # Tried in order: the first is the most explicit way of giving a new number of hours.
 HOURS_PATTERNS = tuple(re.compile(pattern.replace("{n}", _N), re.IGNORECASE) for pattern in (
     r"\bmake\s+(?:it|them|this|that|the hours?)\s+{n}\b",
@@ -289,7 +289,8 @@ PRESENTED_BY = re.compile(r"\b(?:was|were) (?:presented|taught|led|facilitated|c
 FROM_TO_QUOTED = re.compile(r"\bfrom\s+[\"“][^\"”\n]{2,120}[\"”]\s+to\s+[\"“]([^\"”\n]{2,120})[\"”]", re.IGNORECASE)
 # "put me as the instructor instead of Verna", "I ended up teaching it": the writer taught it.
 ME_AS_INSTRUCTOR = re.compile(r"\b(?:put|list|make|have|show)\s+me\s+(?:down\s+)?as\s+(?:the\s+)?(?:instructor|presenter|facilitator)\b"
-                              r"|\bI\s+(?:ended up|actually)\s+(?:teaching|presenting|leading|facilitating)\b", re.IGNORECASE)
+                              r"|\bI\s+(?:ended up|actually)\s+(?:teaching|presenting|leading|facilitating)\b"
+                              r"|\bI(?:'ll| will) be (?:the )?(?:instructor|presenter|facilitator|teaching it|presenting it)\b", re.IGNORECASE)
 
 
 def new_instructor(ctx: Context, event: EventFacts) -> str | None:
@@ -342,7 +343,7 @@ def _is_an_institution(name: str) -> bool:
 
 
 # "New description:" with the new text on the lines below, up to a blank line.
-NEW_DESCRIPTION = re.compile(r"\b(?:new|updated|corrected) description\s*:\s*\n*(.{20,2000}?)(?:\n\s*\n|$)",
+NEW_DESCRIPTION = re.compile(r"\b(?:(?:new|updated|corrected) description\s*:|replace (?:the|its|our) description with\s*:?)\s*\n*(.{20,2000}?)(?:\n\s*\n|$)",
                              re.IGNORECASE | re.DOTALL)
 
 

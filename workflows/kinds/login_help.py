@@ -18,6 +18,7 @@ CUES: tuple[Cue, ...] = (
     cue(r"\blog ?(?:in|on)\b(?![- ]sheets?)|\bsign(?:ing)? in\b(?![- ]sheets?)|\blocked out\b|\bcan'?t (?:get|log|sign) (?:in|on)\b|\bunable to (?:log|sign|access)\b|\bget into (?:the )?(?:portal|pdups|rups|system)", 2.0),
     cue(r"\bsecure portal\b|\bverification code\b|\breset\b|\bexpired\b|\bforgot\w*\b|\bremember my\b|\bdomain\b|\bOPI\\\\", 1.5),
     cue(r"\b(?:what is|what's|forgot|remember)\b.{0,20}\busername\b", 2.0),
+    cue(r"\busername\b.{0,30}\b(?:doesn'?t|does not|isn'?t|is not|not)\s+(?:exist|work|recogni[sz]ed|found|valid)\b", 2.5),
     cue(r"\baccount (?:is|was|got|has been) (?:disabled|locked|deactivated|suspended)\b|\block(?:ed)? (?:myself|me) out\b|\bcan'?t get into\b|\bcannot get into\b|\btoo many (?:tries|attempts)\b", 2.5),
 )
 

@@ -14,6 +14,9 @@ CUES: tuple[Cue, ...] = (
         r"adding|taking care|making (?:the|that|those) change|the quick|handling|getting)\b", 2.0),
     cue(r"\b(?:everything|it all|all) looks (?:right|good|correct|great)\b|\b(?:it|that) looks (?:right|good|correct|great) now\b"
         r"|\bwe'?re all set\b|\bthat was (?:quick|fast)\b", 1.5),
+    # The certificate itself: its design, or a copy for someone who lost theirs.
+    cue(r"\b(?:logo|template|branding|design)\b.{0,60}\bcertificates?\b|\bcertificates? (?:template|design|branding|wording)\b", 2.5),
+    cue(r"\blost (?:her|his|their|my) certificate\b|\breissue\b", 2.0),
     # How certificates are signed and verified is a question about the process, not a change to an event.
     cue(r"\b(?:digital|electronic|e-)\s*signatures?\b|\bsection iv\b", 2.5),
     cue(r"\bwho (?:signs|has to sign|can sign|should sign)\b|\bhave to be the (?:instructor|presenter) who\b", 1.5),
