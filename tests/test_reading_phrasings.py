@@ -314,6 +314,23 @@ CHANGES_ASKED_FOR = {
         "Math Night description",
         {"description": "An evening of fraction games for families, with take-home kits."},
     ),
+    "the instructor who led it in the listed one's place, with a title": (
+        "Math Night Part 1 was entered with Ann Lee as the instructor, but Ann was ill that day and Dr. Alana "
+        "Whitcomb led the workshop in her place. Could you please update the event?",
+        "Correction needed",
+        {"instructor": "Dr. Alana Whitcomb"},
+    ),
+    "a move to a town with the venue and zip in brackets": (
+        "Two changes for Math Night Part 1:\n\n1) It's moving to Belt (Belt High School, zip 59412) because our gym "
+        "floor is being redone.\n2) It will be 3 hours instead of 3.5.",
+        "Math Night changes",
+        {"location": "Belt, MT 59412", "hours": 3},
+    ),
+    "a title the host wants it to read": (
+        'We\'d like to drop "Part 1" from the title of Math Night Part 1 so it reads just "Math Night".',
+        "Update to listing",
+        {"title": "Math Night"},
+    ),
 }
 # The writer is the instructor now: "put me as the instructor".
 CHANGES_ASKED_FOR_BY_THE_USER = {
@@ -490,19 +507,29 @@ def test_it_reads_a_range_given_against_the_range_on_file(reading):
     assert read["fields"]["changes"] == {"start_date": start.isoformat(), "end_date": end.isoformat()}
 
 
-@pytest.mark.parametrize("body, subject", [
+TRENT = ("Trent McCaffery", "tmccaffery@gfps.k12.mt.us")
+
+
+@pytest.mark.parametrize("body, subject, manager", [
     ("I am retiring in December, so I'd like to hand the PDUPS account over to Trent McCaffery. Please make him our "
-     "account manager:\n\nTrent McCaffery\ntmccaffery@gfps.k12.mt.us\n(406) 555-0162\n\nThank you!", "New account manager"),
+     "account manager:\n\nTrent McCaffery\ntmccaffery@gfps.k12.mt.us\n(406) 555-0162\n\nThank you!", "New account manager",
+     TRENT),
     ("Today is my last day. Going forward, please list Trent McCaffery as the account manager for our PDUPS host "
      "account:\n\nTrent McCaffery\nDirector of Programs\ntmccaffery@gfps.k12.mt.us\n(406) 555-0162\n\n"
-     "Our main number is unchanged.", "Change of account manager"),
+     "Our main number is unchanged.", "Change of account manager", TRENT),
     ("I'm retiring. Starting now, please make Trent McCaffery the account manager for Great Falls Public Schools.\n\n"
-     "His information:\nTrent McCaffery\ntmccaffery@gfps.k12.mt.us\n(406) 555-0162 (new direct line)", "New account contact"),
-], ids=["make him our account manager", "list him as the account manager", "make a full name the account manager"])
-def test_it_reads_the_new_account_manager_set_out_below_the_request(reading, body: str, subject: str):
+     "His information:\nTrent McCaffery\ntmccaffery@gfps.k12.mt.us\n(406) 555-0162 (new direct line)", "New account contact",
+     TRENT),
+    ("I'm retiring on December 18, so please make Åsa Lindgren the account manager for our PDUPS account from now on. "
+     "Her contact information:\n\nÅsa Lindgren\nalindgren@gfps.k12.mt.us\n(406) 555-0162", "Account manager change",
+     ("Åsa Lindgren", "alindgren@gfps.k12.mt.us")),
+], ids=["make him our account manager", "list him as the account manager", "make a full name the account manager",
+        "a name that begins with a letter outside ASCII"])
+def test_it_reads_the_new_account_manager_set_out_below_the_request(reading, body: str, subject: str,
+                                                                     manager: tuple[str, str]):
     read = reading(body, subject=subject, sender=CONTACT)
-    assert read["fields"]["changes"] == {"contact_name": "Trent McCaffery", "contact_email": "tmccaffery@gfps.k12.mt.us",
-                                         "contact_phone": "+14065550162"}
+    name, email = manager
+    assert read["fields"]["changes"] == {"contact_name": name, "contact_email": email, "contact_phone": "+14065550162"}
 
 
 def test_an_additional_user_in_the_subject_is_a_user_to_add(reading):
@@ -535,3 +562,38 @@ def test_it_reads_a_count_spelled_out_and_then_given_in_digits(reading):
     read = reading("Attached is our reporting form for Math Night Part 1. We issued thirty-one (31) certificates.",
                    subject="Certificate reporting form")
     assert (read["kind"], read["fields"]) == ("certificate_count", {"count": 31})
+
+
+def test_it_reads_a_name_changed_from_one_to_another(reading):
+    read = reading("At our board meeting the membership voted to change our organization's name from Great Falls Public "
+                   "Schools to Great Falls Unified Schools. Please update the host name.", subject="name change",
+                   sender=CONTACT)
+    assert read["fields"]["changes"] == {"name": "Great Falls Unified Schools"}
+
+
+def test_it_reads_a_mailing_address_set_out_below_any_colon(reading):
+    read = reading("Great Falls Public Schools has a new mailing address effective immediately:\n\n96 Clinic Road\n"
+                   "Belt, MT 59412\n\nWe no longer use the PO Box. Please update our account.",
+                   subject="New mailing address", sender=CONTACT)
+    assert read["fields"]["changes"] == {"address": "96 Clinic Road, Belt, MT 59412"}
+
+
+def test_it_takes_the_address_being_retired_as_the_old_one(reading):
+    read = reading("I'm the contact for Great Falls Public Schools. We are retiring the jdoe@gfps.k12.mt.us address, so "
+                   "please use jane.doe@rangeweb.net for me from now on.", subject="new email", sender=CONTACT)
+    assert read["fields"]["changes"] == {"contact_email": "jane.doe@rangeweb.net"}
+
+
+def test_a_name_in_a_sign_off_ends_at_the_line(reading):
+    read = reading("I'm getting the newsletter twice. Please unsubscribe my personal one, rachel.koch.mt@gmail.com, "
+                   "and keep the work one.\n\nThanks!\nRachel Koch\nEastern Montana Education Cooperative",
+                   subject="Unsubscribe from PLP Insider", sender="Rachel Koch <rkoch@emec-mt.org>")
+    assert read["fields"]["person"]["name"] == "Rachel Koch"
+
+
+def test_a_forwarded_note_asking_to_remove_users_is_a_removal(reading):
+    body = ("Please remove Bob Smith (bsmith@gfps.k12.mt.us) from our PDUPS users. Thanks!\n\n"
+            "---------- Forwarded message ---------\nFrom: Bob Smith <bsmith@gfps.k12.mt.us>\nSubject: stepping down\n\n"
+            "I'm stepping down at the end of the month and won't be entering events anymore. I already sent in the "
+            "Math Night cancellation.\n")
+    assert reading(body, subject="Fwd: stepping down", sender=CONTACT)["kind"] == "user_remove"

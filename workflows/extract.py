@@ -117,7 +117,8 @@ _NAME_WORD = (
     rf"|[{_UPPER}][{_LOWER}]+(?:-[{_UPPER}][{_LOWER}]+)?"  # Núñez, Smith-Jones
 )
 _PARTICLE = r"(?:[Vv]an|[Vv]on|[Dd]e|[Dd]a|[Dd]el|[Dd]er|[Ll]a|[Ll]e|St\.?|Ó|Ní|Nic|Mac|Mc|O|Ua)"
-PERSON_NAME = re.compile(rf"\b(?:{_NAME_WORD})(?:\s+(?:{_PARTICLE}\s+)?(?:{_NAME_WORD})){{1,4}}\b")
+# A name is on one line: "Rachel Koch" above "Eastern Montana Education Cooperative" is not one name.
+PERSON_NAME = re.compile(rf"\b(?:{_NAME_WORD})(?:[ \t]+(?:{_PARTICLE}[ \t]+)?(?:{_NAME_WORD})){{1,4}}\b")
 NOT_NAME_WORDS = frozenset(
     """Please Thanks Thank Hello Hi Dear Good Morning Afternoon Our The This That We Can Could Would Will Public
     As If When Since After Before Also And But So Then Per

@@ -24,6 +24,7 @@ CUES: tuple[Cue, ...] = (
     cue(r"\b(?:office|offices|headquarters) (?:has|have) (?:moved|relocated)\b|\bmailing address\b|\bmoved (?:our )?offices?\b|\bwe(?:'ve| have)? moved\b|\bnew (?:main|office|direct) (?:number|line|phone)\b|\bname change\b|\bchanged? (?:our|its) name\b|\bvoted to change\b", 2.5),
     cue(r"(?<!as the )\bnew (?:account )?(?:manager|contact)\b|\b(?:change|update)\w*\b.{0,30}\b(?:account (?:manager|contact)|contact (?:person|on file))\b|\btak(?:e|ing) over as\b|\bhost (?:name|account|information)\b", 2.5),
     cue(r"\baccount (?:manager|contact)\b", 1.0),
+    cue(r"\baccount (?:manager|contact) change\b|\bmake\b.{0,40}\b(?:the|our) (?:new )?account (?:manager|contact)\b", 2.5),
     cue(rf"\b{DETAIL}\b.{{0,30}}\b(?:has |have |is |was )?(?:changed|changing|moved)\b", 2.0),
     cue(r"\bupdate (?:it |this )?(?:on |in )?(?:my|our|the) (?:pdups |rups )?(?:account|user|profile|info\w*|record)\b", 2.0),
     cue(r"\bchange my (?:pdups |rups )?(?:e-?mail|address|phone|number|contact)\b", 2.5),
@@ -63,7 +64,7 @@ def _new_phones_in(sentence: str) -> list[str]:
 
 
 def new_contact(ctx: Context) -> dict[str, str]:
-    asks = r"\bnew (?:account )?(?:manager|contact)\b|\b(?:change|update|switch)\w*\b.{0,40}\b(?:account (?:manager|contact)|contact (?:person|on file))\b|\btak(?:e|ing) over as\b|\bcontact (?:should|to) be\b|\bwill be (?:our|the) (?:new )?(?:account )?(?:manager|contact)\b|\bmake (?:him|her|them|(?:[A-Z][\w'’-]+\s+){1,3}?)(?:as )?(?:our|the) (?:new )?(?:account )?(?:manager|contact)\b|\bhand (?:the |our )?(?:pdups )?account\b.{0,80}\bover to\b|\b(?:list|make|name|put)\s+(?:[A-Z][\w'’-]+\s+){1,3}as (?:the|our) (?:new )?(?:account )?(?:manager|contact)\b"
+    asks = r"\bnew (?:account )?(?:manager|contact)\b|\b(?:change|update|switch)\w*\b.{0,40}\b(?:account (?:manager|contact)|contact (?:person|on file))\b|\btak(?:e|ing) over as\b|\bcontact (?:should|to) be\b|\bwill be (?:our|the) (?:new )?(?:account )?(?:manager|contact)\b|\bmake (?:him|her|them|(?:[A-ZÀ-ÖØ-Þ][\w'’-]+\s+){1,3}?)(?:as )?(?:our|the) (?:new )?(?:account )?(?:manager|contact)\b|\bhand (?:the |our )?(?:pdups )?account\b.{0,80}\bover to\b|\b(?:list|make|name|put)\s+(?:[A-Z][\w'’-]+\s+){1,3}as (?:the|our) (?:new )?(?:account )?(?:manager|contact)\b"
     if not re.search(asks, ctx.body, re.IGNORECASE):
         return {}
     if re.search(r"\bI(?:'m| am| will be)\b.{0,30}\b(?:taking over|the new)\b", ctx.body, re.IGNORECASE):
@@ -80,6 +81,10 @@ def new_contact(ctx: Context) -> dict[str, str]:
 
 def new_name(ctx: Context) -> str | None:
     # "update our host name from Upper Missouri Education Cooperative to:" with the new name on its own line
+    # "change our organization's name from X to Y."
+    from_to = re.search(r"\bname from\s+(?:the\s+)?[A-Z][^.;\n]{2,150}?\s+to\s+(?:the\s+)?([A-Z][^.;,\n]{3,150})", ctx.body)
+    if from_to:
+        return from_to.group(1).strip(" .")
     below = re.search(r"\bname\b[^.]{0,80}?\bfrom\b[^.]{3,150}?\bto:?[ \t]*\n+[ \t]*([A-Z][^\n.;]{3,150})", ctx.body)
     if below:
         return below.group(1).strip(" .")
@@ -124,7 +129,8 @@ def new_address(ctx: Context) -> str | None:
     value = labelled(ctx.body, "new address", "address", "new mailing address", "mailing address")
     if value:
         return value.strip(" .")
-    block = re.search(r"\baddress\b[^\n]{0,40}?\bto:?\s*\n+((?:[^\n]+\n?){1,4})", ctx.body, re.IGNORECASE)
+    # "...address to:" or "a new mailing address effective immediately:" above the address's own lines
+    block = re.search(r"\baddress\b[^\n]{0,40}?(?:\bto:?|:)\s*\n+((?:[^\n]+\n?){1,4})", ctx.body, re.IGNORECASE)
     if block:
         # An address set out on its own lines: street and town, without the organisation's name line.
         lines = [l.strip(" ,") for l in block.group(1).splitlines() if l.strip()]
@@ -139,7 +145,7 @@ def new_address(ctx: Context) -> str | None:
     return None
 
 
-_OLD_VALUE_BEFORE = re.compile(r"(?:old|from|instead of|previous|former)\b(?:\W+\w+){0,2}?\W+$")
+_OLD_VALUE_BEFORE = re.compile(r"(?:old|from|instead of|previous|former|retir\w*|replac\w*|drop\w*|clos\w*)\b(?:\W+\w+){0,2}?\W+$")
 
 
 def _given_as_old(address: str, sentence: str) -> bool:

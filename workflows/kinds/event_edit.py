@@ -236,7 +236,8 @@ RENAME_QUOTED = re.compile(r"\brenam(?:e|ing)\b[^\"“\n]{0,80}[\"“][^\"”\n]
 
 
 # 'should be titled "Agricultural Literacy in the K-8 Classroom: Soil to Sandwich"'
-TITLED_QUOTED = re.compile(r"\b(?:should be|be|is now|to be|will be) (?:titled|called|named|listed as)\s*:?\s*[\"“]([^\"”\n]{3,200})[\"”]", re.IGNORECASE)
+TITLED_QUOTED = re.compile(r"\b(?:(?:should be|be|is now|to be|will be) (?:titled|called|named|listed as)|(?:so (?:that )?it|it should|to) reads?(?: just| simply| only| as)?)"
+                           r"\s*:?\s*[\"“]([^\"”\n]{3,200})[\"”]", re.IGNORECASE)
 
 
 def new_title(ctx: Context, event: EventFacts) -> str | None:
@@ -317,9 +318,21 @@ def new_instructor(ctx: Context, event: EventFacts) -> str | None:
         for at in occurrences(name, text):
             before = text[max(0, at - 30) : at].lower()
             if re.search(r"(?:\bto|\bbe|\bis|\bwas|\bby|\()\s*$", before):
-                return name
+                return with_title(name, text)
     others = [n for n in names if fold(n) != sender]
-    return others[0] if others else None
+    return with_title(others[0], text) if others else None
+
+
+def with_title(name: str, text: str) -> str:
+    """ "Dr. Alana Whitcomb led it": the title goes on the certificate with the name."""
+    for at in occurrences(name, text):
+        titled = _TITLE_BEFORE.search(text, max(0, at - 8), at)
+        if titled:
+            return f"{titled.group(1)} {name}"
+    return name
+
+
+_TITLE_BEFORE = re.compile(r"\b((?:Dr|Prof)\.?)\s+$")
 
 
 def _about_instructor(ctx: Context, event: EventFacts) -> bool:
@@ -407,7 +420,7 @@ MOVED_TOWN = re.compile(r"\bfrom\s+([A-Z][a-z]+(?: [A-Z][a-z]+)?)\s+to\s+(?:[\w'
 
 
 # "We were at the Bison Range in Moiese the whole day (zip 59824)"
-TOWN_AND_ZIP = re.compile(r"\b(?:in|at)\s+([A-Z][a-z]+(?: [A-Z][a-z]+)?)\b(?:[^.]{0,40}?\bzip(?: code)?\W+|\s*\()(\d{5})\b")
+TOWN_AND_ZIP = re.compile(r"\b(?:in|at|to)\s+([A-Z][a-z]+(?: [A-Z][a-z]+)?)\b(?:[^.]{0,40}?\bzip(?: code)?\W+|\s*\()(\d{5})\b")
 
 
 def new_location(ctx: Context, event: EventFacts) -> str | None:

@@ -15,8 +15,8 @@ from workflows.kinds.people import matching_user, person_in, users_named_in
 from workflows.matching import forget_registry_index
 
 CUES: tuple[Cue, ...] = (
-    cue(r"\b(?:remove|deactivate|delete|disable|revoke|terminate|close|inactivate|turn off)\b.{0,90}\b(?:user|access|login|log-in|account|username|credentials)\b", 3.0),
-    cue(r"\bno longer (?:with|works?|working|employed|at|here|a user)\b|\bhas left\b|\bleft (?:the|our) (?:district|school|org\w*|college|university|agency|position)|\b(?<!be )retired\b|\bresigned\b|\btook a (?:job|position)\b|\blast day\b|\baccepted a position\b|\bmoved on\b|\bleaving\b|\btransferred\b|\banymore\b|\bmoved to a (?:new )?(?:job|position|role|district|school|different)\b", 2.0),
+    cue(r"\b(?:remove|deactivate|delete|disable|revoke|terminate|close|inactivate|turn off)\b.{0,90}\b(?:users?|access|login|log-in|account|username|credentials)\b", 3.0),
+    cue(r"\bno longer (?:with|works?|working|employed|at|here|a user)\b|\bhas left\b|\bleft (?:the|our) (?:district|school|org\w*|college|university|agency|position)|\b(?<!be )retired\b|\bresigned\b|\btook a (?:job|position)\b|\blast day\b|\baccepted a position\b|\bmoved on\b|\bleaving\b|\bstepping down\b|\btransferred\b|\banymore\b|\bmoved to a (?:new )?(?:job|position|role|district|school|different)\b", 2.0),
     cue(r"\btake (?:him|her|them)\b.{0,20}\boff\b|\b(?:his|her|their) (?:login|access|user|account|username)\b", 2.0),
     cue(r"\bdeactivat\w+\b", 2.0),
     cue(r"\b(?:close|remove|deactivate|delete|shut off|turn off)\b.{0,10}\bmy\b.{0,15}\b(?:pdups |rups )?(?:login|account|user|access)\b", 3.0),
