@@ -34,6 +34,17 @@ def reading(sessions: sessionmaker[Session], mail: MailFactory):
     return read
 
 
+def add_events(sessions: sessionmaker[Session], *events: tuple[str, int, int], **values: Any) -> None:
+    """Events E10003, E10004... of the seeded host, each (title, first day, last day) with the days counted
+    from today, so that a test can ask which of two alike events a message means."""
+    with sessions() as session:
+        for n, (title, start, end) in enumerate(events, 10003):
+            add_event(session, f"E{n}", title=title, start_date=TODAY + dt.timedelta(days=start),
+                      end_date=TODAY + dt.timedelta(days=end), **values)
+        session.commit()
+    forget_registry_index()
+
+
 def test_a_hyphen_list_is_new_text_not_a_signature(mail: MailFactory):
     parsed = parse_message(mail.raw(body="Changes for Math Night Part 1:\n\n- hours: 3 (not 3.5)\n- instructor: Kim Ode\n\n"
                                          "Thanks,\nBob Smith\n(406) 555-0118"))
@@ -144,14 +155,8 @@ def test_it_reads_whether_time_counts_toward_renewal_units_as_an_eligibility_que
 
 
 def test_it_finds_the_event_a_cancellation_points_back_to(sessions, reading):
-    with sessions() as session:
-        # The same webinar twice: once already held, once still to come.
-        add_event(session, "E10003", title="AI Tools for Lesson Planning", start_date=TODAY - dt.timedelta(days=30),
-                  end_date=TODAY - dt.timedelta(days=30), online=True, certificates_issued=40)
-        add_event(session, "E10004", title="AI Tools for Lesson Planning", start_date=TODAY + dt.timedelta(days=18),
-                  end_date=TODAY + dt.timedelta(days=18), online=True)
-        session.commit()
-    forget_registry_index()
+    webinar = "AI Tools for Lesson Planning"
+    add_events(sessions, (webinar, -30, -30), (webinar, 18, 18), online=True)  # held once, and once to come
     coming = (TODAY + dt.timedelta(days=18)).strftime("%B %-d")
     held = (TODAY - dt.timedelta(days=30)).strftime("%B %-d")
     read = reading(f"Our presenter for the {coming} AI Tools for Lesson Planning webinar has had a family emergency. "
@@ -424,13 +429,8 @@ def test_a_host_named_in_passing_is_not_the_writers_own(reading):
 
 
 def test_the_request_names_its_event_better_than_an_event_mentioned_in_passing(sessions, reading):
-    with sessions() as session:
-        add_event(session, "E10003", title="Structured Literacy K-3: Fall Cohort", start_date=TODAY - dt.timedelta(days=80),
-                  end_date=TODAY - dt.timedelta(days=10))
-        add_event(session, "E10004", title="Structured Literacy K-3: Spring Cohort", start_date=TODAY + dt.timedelta(days=50),
-                  end_date=TODAY + dt.timedelta(days=120))
-        session.commit()
-    forget_registry_index()
+    add_events(sessions, ("Structured Literacy K-3: Fall Cohort", -80, -10),
+               ("Structured Literacy K-3: Spring Cohort", 50, 120))
     read = reading("We need to delete the Structured Literacy spring class (January to March). Our trainer took a job "
                    "out of state and we won't be running it this year. The fall cohort is done and Ann will send you "
                    "those numbers.", subject="spring literacy class")
@@ -438,12 +438,7 @@ def test_the_request_names_its_event_better_than_an_event_mentioned_in_passing(s
 
 
 def test_a_subject_saying_the_event_goes_online_names_which_one(sessions, reading):
-    with sessions() as session:
-        for event_id, days in (("E10003", -30), ("E10004", 25)):
-            add_event(session, event_id, title="Youth Mental Health First Aid", start_date=TODAY + dt.timedelta(days=days),
-                      end_date=TODAY + dt.timedelta(days=days))
-        session.commit()
-    forget_registry_index()
+    add_events(sessions, ("Youth Mental Health First Aid", -30, -30), ("Youth Mental Health First Aid", 25, 25))
     coming, held = TODAY + dt.timedelta(days=25), TODAY - dt.timedelta(days=30)
     read = reading(f"Our {coming:%B %-d} Youth Mental Health First Aid class is switching to a virtual format on Zoom. "
                    f"Please change the location to Online.\n\nI still owe you the count for the {held:%B %-d} class.",
