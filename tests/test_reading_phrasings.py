@@ -336,6 +336,24 @@ CHANGES_ASKED_FOR = {
         "Update to listing",
         {"title": "Math Night"},
     ),
+    "a title that should now read": (
+        'Two corrections on Math Night Part 1:\n\n1) We added a module, so the title should now read "Math and '
+        'Science Night Part 1".\n2) With the new module it is 4 hours, not 3.5.',
+        "Math Night - title and hours",
+        {"title": "Math and Science Night Part 1", "hours": 4},
+    ),
+    "a misspelt instructor name": (
+        "On Math Night Part 1 the instructor's name is spelled wrong -- it says Lee, should be Leigh. Several "
+        "teachers noticed it on their certificates.",
+        "Re: Math Night certificates",
+        {"instructor": "Ann Leigh"},
+    ),
+    "a description to replace with the following": (
+        "The description of Math Night Part 1 is only one line. Could you replace the description with the "
+        "following?\n\nAn evening of fraction games for families, with take-home kits.\n\nEverything else is correct.",
+        "Description update",
+        {"description": "An evening of fraction games for families, with take-home kits."},
+    ),
 }
 # The writer is the instructor now: "put me as the instructor".
 CHANGES_ASKED_FOR_BY_THE_USER = {
@@ -515,11 +533,14 @@ TRENT = ("Trent McCaffery", "tmccaffery@gfps.k12.mt.us")
     ("I'm retiring. Starting now, please make Trent McCaffery the account manager for Great Falls Public Schools.\n\n"
      "His information:\nTrent McCaffery\ntmccaffery@gfps.k12.mt.us\n(406) 555-0162 (new direct line)", "New account contact",
      TRENT),
+    ("I am retiring. Starting now, please make Trent McCaffery, our new curriculum director, the account manager for "
+     "Great Falls Public Schools in PDUPS.\n\nTrent McCaffery\ntmccaffery@gfps.k12.mt.us\n(406) 555-0162", "Account manager",
+     TRENT),
     ("I'm retiring on December 18, so please make Åsa Lindgren the account manager for our PDUPS account from now on. "
      "Her contact information:\n\nÅsa Lindgren\nalindgren@gfps.k12.mt.us\n(406) 555-0162", "Account manager change",
      ("Åsa Lindgren", "alindgren@gfps.k12.mt.us")),
 ], ids=["make him our account manager", "list him as the account manager", "make a full name the account manager",
-        "a name that begins with a letter outside ASCII"])
+        "a name with an apposition", "a name that begins with a letter outside ASCII"])
 def test_it_reads_the_new_account_manager_set_out_below_the_request(reading, body: str, subject: str,
                                                                      manager: tuple[str, str]):
     read = reading(body, subject=subject, sender=CONTACT)

@@ -64,7 +64,7 @@ def _new_phones_in(sentence: str) -> list[str]:
 
 
 def new_contact(ctx: Context) -> dict[str, str]:
-    asks = r"\bnew (?:account )?(?:manager|contact)\b|\b(?:change|update|switch)\w*\b.{0,40}\b(?:account (?:manager|contact)|contact (?:person|on file))\b|\btak(?:e|ing) over as\b|\bcontact (?:should|to) be\b|\bwill be (?:our|the) (?:new )?(?:account )?(?:manager|contact)\b|\bmake (?:him|her|them|(?:[A-ZÀ-ÖØ-Þ][\w'’-]+\s+){1,3}?)(?:as )?(?:our|the) (?:new )?(?:account )?(?:manager|contact)\b|\bhand (?:the |our )?(?:pdups )?account\b.{0,80}\bover to\b|\b(?:list|make|name|put)\s+(?:[A-Z][\w'’-]+\s+){1,3}as (?:the|our) (?:new )?(?:account )?(?:manager|contact)\b"
+    asks = r"\bnew (?:account )?(?:manager|contact)\b|\b(?:change|update|switch)\w*\b.{0,40}\b(?:account (?:manager|contact)|contact (?:person|on file))\b|\btak(?:e|ing) over as\b|\bcontact (?:should|to) be\b|\bwill be (?:our|the) (?:new )?(?:account )?(?:manager|contact)\b|\bmake (?:him|her|them|(?:[A-ZÀ-ÖØ-Þ][\w'’-]+\s*){1,3}?)(?:,[^,\n]{3,60},)?\s*(?:as )?(?:our|the) (?:new )?(?:account )?(?:manager|contact)\b|\bhand (?:the |our )?(?:pdups )?account\b.{0,80}\bover to\b|\b(?:list|make|name|put)\s+(?:[A-Z][\w'’-]+\s+){1,3}as (?:the|our) (?:new )?(?:account )?(?:manager|contact)\b"
     if not re.search(asks, ctx.body, re.IGNORECASE):
         return {}
     if re.search(r"\bI(?:'m| am| will be)\b.{0,30}\b(?:taking over|the new)\b", ctx.body, re.IGNORECASE):

@@ -236,7 +236,8 @@ RENAME_QUOTED = re.compile(r"\brenam(?:e|ing)\b[^\"“\n]{0,80}[\"“][^\"”\n]
 
 
 # 'should be titled "Agricultural Literacy in the K-8 Classroom: Soil to Sandwich"'
-TITLED_QUOTED = re.compile(r"\b(?:(?:should be|be|is now|to be|will be) (?:titled|called|named|listed as)|(?:so (?:that )?it|it should|to) reads?(?: just| simply| only| as)?)"
+TITLED_QUOTED = re.compile(r"\b(?:(?:should be|be|is now|to be|will be) (?:titled|called|named|listed as)|(?:so (?:that )?it|it should|to) reads?(?: just| simply| only| as)?"
+                           r"|title should (?:now |also )?(?:read|be))"
                            r"\s*:?\s*[\"“]([^\"”\n]{3,200})[\"”]", re.IGNORECASE)
 
 
@@ -280,6 +281,8 @@ SHOULD_READ = re.compile(r"\b(?i:instructors?|presenters?|facilitators?)\s+(?i:s
 # "Jesse Ruiz from the Bitter Root Water Forum is stepping in as the instructor"
 STEPPING_IN = re.compile(r"((?:Dr\.?\s+)?[A-Z][\w'’-]+(?:\s+[A-Z][\w'’-]+){1,3})(?:,?\s+(?:from|of)\s+[^.,;]{3,60}?)?,?\s+"
                          r"(?:is|will be|'s)\s+(?:stepping in|filling in|taking over|subbing)\s+(?:as|for)\s+(?:the\s+)?(?:instructor|presenter|facilitator)")
+# "the instructor's last name is spelled wrong -- it says Vandehoof, should be Vanderhoof"
+MISSPELT = re.compile(r"\bsays\s+([A-Z][\w'’-]+),?\s+(?:but\s+)?(?:it\s+)?should be\s+([A-Z][\w'’-]+)")
 # "the presenter was me, Ruth Ann Galloway, not Thérèse Baptiste"
 WAS_THE_INSTRUCTOR = re.compile(r"\b(?i:presenter|instructor|facilitator)s?\s+(?i:was|is|will be|should be)\s+(?:actually\s+)?(?:me,?\s+)?"
                                 r"((?:Dr\.?\s+)?[A-Z][\w'’-]+(?:\s+[A-Z][\w'’-]+){1,3})")
@@ -308,6 +311,9 @@ def new_instructor(ctx: Context, event: EventFacts) -> str | None:
         return next(group for group in listed.groups() if group).strip()
     if ME_AS_INSTRUCTOR.search(text) and ctx.sender_name:
         return ctx.sender_name
+    misspelt = MISSPELT.search(text)
+    if misspelt and misspelt.group(1) in event.instructor:
+        return event.instructor.replace(misspelt.group(1), misspelt.group(2))
     titled = re.findall(r"\b(?:should (?:say|read|be)|to|is)\s+((?:Dr|Mr|Mrs|Ms|Prof)\.?\s+[A-Z][\w'’-]+(?:\s+[A-Z][\w'’-]+){0,2})", text)
     if titled:
         return max(titled, key=lambda name: len(name.split())).strip()
@@ -356,7 +362,7 @@ def _is_an_institution(name: str) -> bool:
 
 
 # "New description:" with the new text on the lines below, up to a blank line.
-NEW_DESCRIPTION = re.compile(r"\b(?:(?:new|updated|corrected) description\s*:|replace (?:the|its|our) description with\s*:?)\s*\n*(.{20,2000}?)(?:\n\s*\n|$)",
+NEW_DESCRIPTION = re.compile(r"\b(?:(?:new|updated|corrected) description\s*:|replace (?:the|its|our) description with(?: the following)?\s*[:?.]?)\s*\n*(.{20,2000}?)(?:\n\s*\n|$)",
                              re.IGNORECASE | re.DOTALL)
 
 
