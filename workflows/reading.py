@@ -261,8 +261,8 @@ def request_sentences(ctx: Context, spec: KindSpec) -> str:
     conversation's. A request that points back ("delete that event") brings the sentence before it.
     """
     parts = sentences(ctx.body)
-    carries = [any(c.weight > 0 and c.search(s) for c in spec.cues) for s in parts]
-    chosen = [ctx.subject] if not ctx.is_reply and any(c.weight > 0 and c.search(ctx.subject) for c in spec.cues) else []
+    carries = [carries_cue(spec, s) for s in parts]
+    chosen = [ctx.subject] if not ctx.is_reply and carries_cue(spec, ctx.subject) else []
     for n, sentence in enumerate(parts):
         if not carries[n]:
             continue
@@ -270,6 +270,11 @@ def request_sentences(ctx: Context, spec: KindSpec) -> str:
             chosen.append(parts[n - 1])
         chosen.append(sentence)
     return " ".join(chosen)
+
+
+def carries_cue(spec: KindSpec, text: str) -> bool:
+    """The text holds one of the kind's own (positive) cues."""
+    return any(c.weight > 0 and c.search(text) for c in spec.cues)
 
 
 def flags_for(ctx: Context, spec: KindSpec) -> list[str]:

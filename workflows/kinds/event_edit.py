@@ -136,6 +136,11 @@ SPOKEN_HOURS = (
 )
 
 
+def as_json_number(hours: Decimal) -> int | float:
+    """5 as 5 and 5.5 as 5.5, as a ticket's fields and `pdubot parse --json` give them."""
+    return float(hours) if hours % 1 else int(hours)
+
+
 def _whole(word: str) -> Decimal:
     return Decimal(word) if word.isdigit() else Decimal(number_value(word) or 0)
 
@@ -291,6 +296,8 @@ PRESENTED_BY = re.compile(r"\b(?:was|were) (?:presented|taught|led|facilitated|c
 
 # 'change from "Margaret Pellham" to "Dr. Alan Reese"': the value after "to" is the new one.
 FROM_TO_QUOTED = re.compile(r"\bfrom\s+[\"“][^\"”\n]{2,120}[\"”]\s+to\s+[\"“]([^\"”\n]{2,120})[\"”]", re.IGNORECASE)
+# The ways a host names the new instructor outright, tried in this order.
+INSTRUCTOR_GIVEN = (LISTED_AS, FROM_TO_QUOTED, SHOULD_READ, PRESENTED_BY, WAS_THE_INSTRUCTOR, STEPPING_IN)
 # "put me as the instructor instead of Verna", "I ended up teaching it": the writer taught it.
 ME_AS_INSTRUCTOR = re.compile(r"\b(?:put|list|make|have|show)\s+me\s+(?:down\s+)?as\s+(?:the\s+)?(?:instructor|presenter|facilitator)\b"
                               r"|\bI\s+(?:ended up|actually)\s+(?:teaching|presenting|leading|facilitating)\b"
@@ -305,8 +312,7 @@ def new_instructor(ctx: Context, event: EventFacts) -> str | None:
     explicit = re.search(r"\bI(?:'ll| will|'m| am) be(?:ing)? the (?:instructor|presenter)\s*\(([^)]+)\)", text)
     if explicit:
         return explicit.group(1).strip()
-    listed = (LISTED_AS.search(text) or FROM_TO_QUOTED.search(text) or SHOULD_READ.search(text)
-              or PRESENTED_BY.search(text) or WAS_THE_INSTRUCTOR.search(text) or STEPPING_IN.search(text))
+    listed = next((match for pattern in INSTRUCTOR_GIVEN if (match := pattern.search(text))), None)
     if listed:
         return next(group for group in listed.groups() if group).strip()
     if ME_AS_INSTRUCTOR.search(text) and ctx.sender_name:
@@ -507,7 +513,7 @@ def tabled_changes(ctx: Context, event: EventFacts, vocabulary: list[str]) -> di
 def _table_value(ctx: Context, event: EventFacts, key: str, cell: str, vocabulary: list[str]) -> dict[str, object]:
     if key == "hours":
         hours = _number(cell.split()[0]) if cell.split() else None
-        return {"hours": float(hours) if hours % 1 else int(hours)} if hours is not None and hours != event.hours else {}
+        return {"hours": as_json_number(hours)} if hours is not None and hours != event.hours else {}
     if key in ("start_date", "end_date", "dates"):
         found = join_ranges(find_dates(cell, ctx.sent_on), cell)
         if not found:
@@ -573,7 +579,7 @@ def extract(ctx: Context) -> Fields:
             changes[key] = value
     hours = new_hours(ctx, event)
     if hours is not None:
-        changes["hours"] = float(hours) if hours % 1 else int(hours)
+        changes["hours"] = as_json_number(hours)
     changes.update({k: v.isoformat() for k, v in new_dates(ctx, event).items()})
     changes.update(tabled)  # a table says exactly which field takes which value
     return {"changes": changes, "self_service": event.end_date >= ctx.sent_on}
